@@ -1,0 +1,10 @@
+"""Steps per second for TensorFlow 2 and Keras: TF1's StepCounterHook, ported.
+
+* `StepCounter`: a Keras callback for `model.fit` and custom loops.
+* `compat.v1.StepCounterHook`: the v1 hook, for `MonitoredSession` code.
+"""
+
+from keras_stepcounter._version import __version__
+from keras_stepcounter.callback import StepCounter
+
+__all__ = ["StepCounter", "__version__"]

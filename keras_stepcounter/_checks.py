@@ -1,0 +1,68 @@
+"""Argument checks shared by the recorders: fail at construction, by name."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Optional
+
+
+def check_every(every_n_steps: Any, every_n_secs: Any) -> None:
+    """Exactly one of the two, each a positive finite number (steps: an int)."""
+    if (every_n_steps is None) == (every_n_secs is None):
+        raise ValueError(
+            "exactly one of every_n_steps and every_n_secs should be provided."
+        )
+    if every_n_steps is not None:
+        check_positive_int("every_n_steps", every_n_steps)
+    else:
+        check_positive_number("every_n_secs", every_n_secs)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be a positive int, got {value!r} "
+            f"of type {type(value).__name__}."
+        )
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return int(value)
+
+
+def check_positive_number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a positive number, got {value!r} "
+            f"of type {type(value).__name__}."
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"{name} must be a positive finite number, got {value!r}."
+        )
+    return float(value)
+
+
+def check_optional_positive_number(name: str, value: Any) -> Optional[float]:
+    return None if value is None else check_positive_number(name, value)
+
+
+def check_optional_positive_int(name: str, value: Any) -> Optional[int]:
+    return None if value is None else check_positive_int(name, value)
+
+
+def check_tag(tag: Any) -> str:
+    if not isinstance(tag, str):
+        raise TypeError(
+            f"tag must be a non-empty str, got {tag!r} of type {type(tag).__name__}."
+        )
+    if not tag.strip():
+        raise ValueError(f"tag must be a non-empty str, got {tag!r}.")
+    return tag
+
+
+def check_callable(name: str, value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"{name} must be callable, got {value!r} of type {type(value).__name__}."
+        )

@@ -1,0 +1,60 @@
+"""What differs between Keras flavours, kept out of the callback.
+
+`tf.keras` is Keras 3 by default and tf_keras (Keras 2) when
+`TF_USE_LEGACY_KERAS=1`; Keras 3 may also run on the JAX backend.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable
+
+import tensorflow as tf
+
+keras = tf.keras
+StepReader = Callable[[], int]
+# Keras 3 wraps backend variables in keras.Variable; tf_keras uses tf.Variable.
+_VARIABLE_TYPES = (tf.Variable, getattr(keras, "Variable", tf.Variable))
+
+
+def iterations_reader(model: Any) -> StepReader:
+    """A callable reading `model.optimizer.iterations` as a Python int."""
+    optimizer = getattr(model, "optimizer", None)
+    iterations = getattr(optimizer, "iterations", None)
+    if iterations is None:
+        raise ValueError(
+            "model.optimizer must be set (compile the model first, or pass "
+            "step_source= to StepCounter); StepCounter reads the global step "
+            "from model.optimizer.iterations."
+        )
+    return lambda: int(iterations)
+
+
+def step_source_reader(step_source: Any) -> StepReader:
+    """A callable reading an integer `tf.Variable` or a callable as an int."""
+    if isinstance(step_source, _VARIABLE_TYPES):
+        if not step_source.dtype.is_integer:
+            raise TypeError(
+                "step_source must hold an integer step, got a variable of "
+                f"dtype {step_source.dtype.name}."
+            )
+        return lambda: int(step_source)
+    if callable(step_source):
+        return lambda: int(step_source())
+    raise TypeError(
+        "step_source must be an integer tf.Variable (e.g. optimizer.iterations) "
+        "or a callable returning an int, got "
+        f"{step_source!r} of type {type(step_source).__name__}."
+    )
+
+
+def steps_per_execution(model: Any) -> int:
+    """Training steps that one batch callback covers (Keras steps_per_execution)."""
+    value = getattr(model, "steps_per_execution", None)  # Keras 3
+    if value is None:
+        value = getattr(model, "_steps_per_execution", None)  # tf_keras
+    if isinstance(value, _VARIABLE_TYPES) or tf.is_tensor(value):
+        value = int(value)
+    if isinstance(value, numbers.Integral) and value > 0:
+        return int(value)
+    return 1

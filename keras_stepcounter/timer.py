@@ -1,0 +1,144 @@
+"""The trigger timer shared by every recorder, in plain Python.
+
+`SecondOrStepTimer` follows the rules of TF1's timer of the same name
+(`tensorflow/python/training/basic_session_run_hooks.py`) with three changes
+that the package promises (SPEC section 3):
+
+* time comes from a monotonic clock (`time.perf_counter` unless a test or a
+  simulation passes another), so a wall-clock jump cannot bend a rate;
+* the baseline time can be re-taken after the recorder's own work
+  (`restart_clock`), so writing a record is not charged to training;
+* time that is not training (epoch boundaries, gaps between `fit` calls)
+  can be taken out of the current interval (`exclude`).
+
+It also answers "how soon could you trigger?" (`steps_until_trigger`,
+`trigger_deadline`), which is what lets the Keras callback skip reading the
+device on batches where nothing can happen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional, Tuple
+
+Clock = Callable[[], float]
+
+
+class SecondOrStepTimer:
+    """Triggers at most once every `every_secs` seconds or `every_steps` steps.
+
+    The first call to `update_last_triggered_step` only sets the baseline.
+    After it, `should_trigger_for_step(step)` is true when
+    `step >= last_step + every_steps` or `clock() >= last_time + every_secs`,
+    and never for the step of the last trigger.
+
+    Args:
+        every_secs: Seconds between triggers, or `None`.
+        every_steps: Steps between triggers, or `None`.
+        clock: A callable returning seconds from a monotonic clock.
+
+    Exactly one of `every_secs` and `every_steps` must be given (the v1
+    messages are kept, since code may match them). Their values are checked
+    by the recorders, which know the public argument names.
+    """
+
+    def __init__(
+        self,
+        every_secs: Optional[float] = None,
+        every_steps: Optional[int] = None,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        if every_secs is None and every_steps is None:
+            raise ValueError("Either every_secs or every_steps should be provided.")
+        if every_secs is not None and every_steps is not None:
+            raise ValueError("Can not provide both every_secs and every_steps.")
+        self._every_secs = every_secs
+        self._every_steps = every_steps
+        self._clock = clock
+        self.reset()
+
+    @property
+    def every_secs(self) -> Optional[float]:
+        return self._every_secs
+
+    @property
+    def every_steps(self) -> Optional[int]:
+        return self._every_steps
+
+    def reset(self) -> None:
+        """Forgets the baseline: the next trigger starts a new one."""
+        self._last_triggered_step: Optional[int] = None
+        self._last_triggered_time: Optional[float] = None
+
+    def should_trigger_for_step(self, step: int) -> bool:
+        """Whether a trigger is due at `step` (v1 rules)."""
+        if self._last_triggered_step is None:
+            return True
+        if self._last_triggered_step == step:
+            return False
+        if self._every_secs is not None:
+            if self._clock() >= self._last_triggered_time + self._every_secs:
+                return True
+        if self._every_steps is not None:
+            if step >= self._last_triggered_step + self._every_steps:
+                return True
+        return False
+
+    def update_last_triggered_step(
+        self, step: int
+    ) -> Tuple[Optional[float], Optional[int]]:
+        """Makes (now, step) the baseline; returns (elapsed_secs, elapsed_steps).
+
+        Both are `None` on the first call, which only sets the baseline.
+        """
+        now = self._clock()
+        if self._last_triggered_time is None:
+            elapsed: Tuple[Optional[float], Optional[int]] = (None, None)
+        else:
+            elapsed = (
+                now - self._last_triggered_time,
+                step - self._last_triggered_step,
+            )
+        self._last_triggered_time = now
+        self._last_triggered_step = step
+        return elapsed
+
+    def last_triggered_step(self) -> Optional[int]:
+        return self._last_triggered_step
+
+    # Extensions over v1. -------------------------------------------------
+
+    def restart_clock(self) -> None:
+        """Re-takes the baseline time now, keeping the baseline step.
+
+        Called after a record has been written, so that the next interval
+        starts when training resumes rather than when the record was taken.
+        """
+        if self._last_triggered_time is not None:
+            self._last_triggered_time = self._clock()
+
+    def exclude(self, seconds: float) -> None:
+        """Takes `seconds` of non-training time out of the current interval."""
+        if self._last_triggered_time is not None and seconds > 0:
+            self._last_triggered_time += seconds
+
+    def steps_until_trigger(self, step: int) -> float:
+        """Steps after `step` before a step trigger can be due (`inf`: never).
+
+        0 means a trigger may be due now (no baseline yet, or the step
+        threshold is reached).
+        """
+        if self._last_triggered_step is None:
+            return 0
+        if self._every_steps is None:
+            return math.inf
+        return max(0, self._last_triggered_step + self._every_steps - step)
+
+    def trigger_deadline(self) -> float:
+        """Clock time from which a seconds trigger can be due (`inf`: never)."""
+        if self._last_triggered_time is None:
+            return -math.inf
+        if self._every_secs is None:
+            return math.inf
+        return self._last_triggered_time + self._every_secs

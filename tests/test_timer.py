@@ -1,0 +1,103 @@
+"""The pure-Python timer and rate logic, driven by a fake clock."""
+
+import math
+
+import pytest
+
+from keras_stepcounter.rates import RateTracker
+from keras_stepcounter.timer import SecondOrStepTimer
+
+
+def test_timer_needs_exactly_one_of_secs_and_steps():
+    with pytest.raises(ValueError, match="Either every_secs or every_steps"):
+        SecondOrStepTimer()
+    with pytest.raises(ValueError, match="Can not provide both"):
+        SecondOrStepTimer(every_secs=1, every_steps=1)
+
+
+def test_step_timer_v1_rules(fake_clock):
+    timer = SecondOrStepTimer(every_steps=10, clock=fake_clock)
+    assert timer.should_trigger_for_step(0)  # No baseline yet.
+    assert timer.update_last_triggered_step(1) == (None, None)
+    assert not timer.should_trigger_for_step(1)
+    assert not timer.should_trigger_for_step(10)
+    assert timer.should_trigger_for_step(11)
+    fake_clock.advance(2.0)
+    assert timer.update_last_triggered_step(11) == (2.0, 10)
+    assert timer.last_triggered_step() == 11
+
+
+def test_seconds_timer_never_triggers_twice_at_one_step(fake_clock):
+    timer = SecondOrStepTimer(every_secs=1.0, clock=fake_clock)
+    timer.update_last_triggered_step(5)
+    fake_clock.advance(5.0)
+    assert not timer.should_trigger_for_step(5)
+    assert timer.should_trigger_for_step(6)
+
+
+def test_hints_for_the_hot_path(fake_clock):
+    steps = SecondOrStepTimer(every_steps=10, clock=fake_clock)
+    assert steps.steps_until_trigger(0) == 0
+    assert steps.trigger_deadline() == -math.inf
+    steps.update_last_triggered_step(1)
+    assert steps.steps_until_trigger(4) == 7
+    assert steps.trigger_deadline() == math.inf
+    secs = SecondOrStepTimer(every_secs=2.0, clock=fake_clock)
+    secs.update_last_triggered_step(1)
+    assert secs.steps_until_trigger(4) == math.inf
+    assert secs.trigger_deadline() == fake_clock.now + 2.0
+
+
+def test_exclude_and_restart_clock_move_the_baseline_time(fake_clock):
+    timer = SecondOrStepTimer(every_steps=10, clock=fake_clock)
+    timer.update_last_triggered_step(1)
+    fake_clock.advance(1.0)
+    timer.exclude(100.0)  # 100 s of validation, say.
+    fake_clock.advance(100.0)
+    assert timer.update_last_triggered_step(11) == (1.0, 10)
+    fake_clock.advance(3.0)
+    timer.restart_clock()
+    fake_clock.advance(2.0)
+    assert timer.update_last_triggered_step(21) == (2.0, 10)
+
+
+def test_rate_tracker_records_rate_and_extras(fake_clock):
+    timer = SecondOrStepTimer(every_steps=10, clock=fake_clock)
+    tracker = RateTracker(
+        timer, batch_size=32, flops_per_step=1e9, peak_flops_per_sec=1e11
+    )
+    assert tracker.observe(1) is None  # Baseline only.
+    fake_clock.advance(2.0)
+    assert tracker.observe(5) is None  # Not due.
+    assert tracker.observe(11) == {
+        "global_step/sec": 5.0,
+        "examples/sec": 160.0,
+        "mfu": 0.05,
+    }
+
+
+def test_rate_tracker_counts_examples_when_no_batch_size(fake_clock):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock))
+    tracker.observe(0)
+    tracker.add_examples(30)
+    tracker.add_examples(50)
+    fake_clock.advance(4.0)
+    assert tracker.observe(2) == {"global_step/sec": 0.5, "examples/sec": 20.0}
+
+
+def test_zero_elapsed_time_records_nothing(fake_clock):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=1, clock=fake_clock))
+    tracker.observe(1)
+    assert tracker.observe(2) is None  # Same instant: no division by zero.
+    fake_clock.advance(1.0)
+    assert tracker.observe(3) == {"global_step/sec": 1.0}
+
+
+def test_stall_warning_at_most_five_times(tf_log):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=1))
+    for _ in range(8):
+        tracker.warn_if_stalled(7, 7)
+    tracker.warn_if_stalled(8, 7)
+    warnings = [m for _, m in tf_log.messages if "has not been increased" in m]
+    assert len(warnings) == 5
+    assert "Current value (could be stable): 7 vs previous value: 7" in warnings[0]
