@@ -33,10 +33,12 @@ def iterations_reader(model: Any) -> StepReader:
 def step_source_reader(step_source: Any) -> StepReader:
     """A callable reading an integer `tf.Variable` or a callable as an int."""
     if isinstance(step_source, _VARIABLE_TYPES):
-        if not step_source.dtype.is_integer:
+        # Keras 3 variables give their dtype as a string ("int64").
+        dtype = tf.as_dtype(step_source.dtype)
+        if not dtype.is_integer:
             raise TypeError(
                 "step_source must hold an integer step, got a variable of "
-                f"dtype {step_source.dtype.name}."
+                f"dtype {dtype.name}."
             )
         return lambda: int(step_source)
     if callable(step_source):
