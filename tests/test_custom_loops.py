@@ -203,6 +203,7 @@ def _run_example(name, log_dir):
     )
 
 
+@pytest.mark.slow  # A subprocess importing TensorFlow: 12-20 s.
 def test_custom_loop_example_runs(tmp_path):
     result = _run_example("custom_loop.py", tmp_path)
     assert result.returncode == 0, result.stderr

@@ -316,6 +316,7 @@ def test_output_dir_that_is_a_file(tmp_path):
         GraphStepCounter(output_dir=str(path))
 
 
+@pytest.mark.slow  # A subprocess importing TensorFlow: 12-20 s.
 def test_graph_loop_example_runs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
