@@ -20,7 +20,8 @@ def check_every(every_n_steps: Any, every_n_secs: Any) -> None:
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    _reject_bool_and_non_finite(name, value)
+    if not isinstance(value, numbers.Integral):
         raise TypeError(
             f"{name} must be a positive int, got {value!r} "
             f"of type {type(value).__name__}."
@@ -31,7 +32,8 @@ def check_positive_int(name: str, value: Any) -> int:
 
 
 def check_positive_number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    _reject_bool_and_non_finite(name, value)
+    if not isinstance(value, numbers.Real):
         raise TypeError(
             f"{name} must be a positive number, got {value!r} "
             f"of type {type(value).__name__}."
@@ -41,6 +43,16 @@ def check_positive_number(name: str, value: Any) -> float:
             f"{name} must be a positive finite number, got {value!r}."
         )
     return float(value)
+
+
+def _reject_bool_and_non_finite(name: str, value: Any) -> None:
+    # SPEC section 3: booleans, NaN and infinities are wrong values (a
+    # ValueError), even where an int is wanted; other non-numbers are a
+    # TypeError.
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive number, not a bool ({value!r}).")
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
 
 
 def check_optional_positive_number(name: str, value: Any) -> Optional[float]:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import numbers
+import operator
 from typing import Any, Callable
 
 import tensorflow as tf
@@ -42,12 +43,25 @@ def step_source_reader(step_source: Any) -> StepReader:
             )
         return lambda: int(step_source)
     if callable(step_source):
-        return lambda: int(step_source())
+        return lambda: _as_step(step_source())
     raise TypeError(
         "step_source must be an integer tf.Variable (e.g. optimizer.iterations) "
         "or a callable returning an int, got "
         f"{step_source!r} of type {type(step_source).__name__}."
     )
+
+
+def _as_step(value: Any) -> int:
+    """`value` as an int, if it is an integer (Python, NumPy, tensor, variable)."""
+    if isinstance(value, _VARIABLE_TYPES):
+        value = value.numpy()
+    try:
+        return operator.index(value)
+    except (TypeError, AttributeError):  # A float tensor raises the latter.
+        raise TypeError(
+            "step_source must return an integer global step, got "
+            f"{value!r} of type {type(value).__name__}."
+        ) from None
 
 
 def steps_per_execution(model: Any) -> int:

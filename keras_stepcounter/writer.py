@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 
 import tensorflow as tf
 from tensorboard.plugins.scalar import metadata as scalar_metadata
@@ -63,6 +63,17 @@ class ScalarWriter:
     With neither, records go to the default writer active when they are
     taken (`with writer.as_default():`), or nowhere if there is none; the
     log line is written either way.
+
+    A writer keeps its event file open, so if the file or `output_dir` is
+    removed during training its writes would vanish into an unlinked file
+    without an error. Before each record, the writer opened here checks
+    (one `stat`) that its event file still exists; if not, it closes that
+    writer and opens a new event file, once `output_dir` exists again. It
+    does not re-create a directory removed during training (it may be gone
+    on purpose, or a disk unmounted); until it is back, records fail (one
+    warning) and are lost. A writer the caller gave, and the default
+    writer, are the caller's: this cannot see their files, so their
+    records go wherever those writers put them.
     """
 
     def __init__(
@@ -73,23 +84,54 @@ class ScalarWriter:
         self._output_dir = output_dir
         self._given_writer = summary_writer
         self._owned_writer: Optional[tf.summary.SummaryWriter] = None
+        self._event_file: Optional[str] = None  # The owned writer's file.
         self._failing = False
 
     def open(self) -> None:
         """Opens the writer for `output_dir`, if one is needed and not open."""
         if self._output_dir and self._owned_writer is None:
             try:
-                self._owned_writer = tf.summary.create_file_writer(self._output_dir)
+                self._open_owned_writer()
             except Exception as error:  # Training must go on.
                 self._report_failure("open", error)
+
+    def _open_owned_writer(self) -> None:
+        before = self._local_event_files()
+        self._owned_writer = tf.summary.create_file_writer(self._output_dir)
+        # TF names the file itself; the one that appeared is ours.
+        new = self._local_event_files() - before
+        self._event_file = new.pop() if len(new) == 1 else None
+
+    def _local_event_files(self) -> Set[str]:
+        if "://" in self._output_dir or not os.path.isdir(self._output_dir):
+            return set()  # Remote filesystems are not checked.
+        return {
+            os.path.join(self._output_dir, name)
+            for name in os.listdir(self._output_dir)
+            if "tfevents" in name
+        }
 
     def _writer(self) -> Optional[tf.summary.SummaryWriter]:
         if self._given_writer is not None:
             return self._given_writer
-        if self._output_dir:
-            self.open()
-            return self._owned_writer
-        return None
+        if not self._output_dir:
+            return None
+        if self._event_file is not None and not os.path.exists(self._event_file):
+            self._drop_owned_writer()
+        if self._owned_writer is None:
+            if "://" not in self._output_dir and not os.path.isdir(self._output_dir):
+                raise FileNotFoundError(
+                    f"output_dir {self._output_dir!r} is not a directory any more"
+                )
+            self._open_owned_writer()
+        return self._owned_writer
+
+    def _drop_owned_writer(self) -> None:
+        writer, self._owned_writer, self._event_file = self._owned_writer, None, None
+        try:
+            writer.close()  # Its file is gone; only its handle is freed.
+        except Exception:  # Nothing left to lose.
+            pass
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes and flushes `scalars` at `step`; True if they reached a file."""
@@ -130,6 +172,7 @@ class ScalarWriter:
         self.flush()
         if self._owned_writer is not None:
             writer, self._owned_writer = self._owned_writer, None
+            self._event_file = None
             try:
                 writer.close()
             except Exception as error:
