@@ -293,7 +293,7 @@ def test_created_inside_tf_function_fails():
         (dict(every_n_steps=None), ValueError, "exactly one of every_n_steps and every_n_secs"),
         (dict(every_n_secs=1.0), ValueError, "exactly one of every_n_steps and every_n_secs"),
         (dict(every_n_steps=0), ValueError, "every_n_steps must be a positive int"),
-        (dict(every_n_steps=True), TypeError, "every_n_steps must be a positive int"),
+        (dict(every_n_steps=True), ValueError, "every_n_steps must be a positive number, not a bool"),
         (dict(every_n_steps=None, every_n_secs=float("nan")), ValueError, "every_n_secs"),
         (dict(tag=""), ValueError, "tag must be a non-empty str"),
         (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
