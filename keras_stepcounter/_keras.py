@@ -37,7 +37,8 @@ def _jax_iterations_reader(model: Any, optimizer: Any, iterations: Any) -> StepR
 
     During `fit` on JAX, Keras keeps the training state in `model._jax_state`
     and writes it back to the variables only at the end of an epoch, so
-    `optimizer.iterations` is stale mid-epoch. The current step is the
+    mid-epoch `optimizer.iterations` is stale (and its value detached:
+    reading it raises). The current step is the
     optimizer's counter in that state (found by its position in
     `optimizer.variables`); outside `fit` the variable itself is current.
     """
