@@ -78,3 +78,20 @@ def check_callable(name: str, value: Any) -> None:
         raise TypeError(
             f"{name} must be callable, got {value!r} of type {type(value).__name__}."
         )
+
+
+def check_extras(
+    batch_size: Any, count_fn: Any, flops_per_step: Any, peak_flops_per_sec: Any
+) -> None:
+    """The extra scalars' arguments that only make sense alone or in pairs."""
+    if batch_size is not None and count_fn is not None:
+        raise ValueError(
+            "give at most one of batch_size and count_fn: both define "
+            "examples/sec."
+        )
+    if (flops_per_step is None) != (peak_flops_per_sec is None):
+        raise ValueError(
+            "flops_per_step and peak_flops_per_sec go together (mfu is "
+            "steps/sec * flops_per_step / peak_flops_per_sec); got only "
+            + ("flops_per_step." if peak_flops_per_sec is None else "peak_flops_per_sec.")
+        )

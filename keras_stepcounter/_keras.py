@@ -28,7 +28,50 @@ def iterations_reader(model: Any) -> StepReader:
             "step_source= to StepCounter); StepCounter reads the global step "
             "from model.optimizer.iterations."
         )
-    return lambda: int(iterations)
+    if keras.backend.backend() == "jax":
+        return _jax_iterations_reader(model, optimizer, iterations)
+    return lambda: as_int(iterations)
+
+
+def _jax_iterations_reader(model: Any, optimizer: Any, iterations: Any) -> StepReader:
+    """Reads the step from the JAX trainer's state while `fit` runs.
+
+    During `fit` on JAX, Keras keeps the training state in `model._jax_state`
+    and writes it back to the variables only at the end of an epoch, so
+    mid-epoch `optimizer.iterations` is stale (and its value detached:
+    reading it raises). The current step is the
+    optimizer's counter in that state (found by its position in
+    `optimizer.variables`); outside `fit` the variable itself is current.
+    """
+    counter = getattr(optimizer, "_iterations", iterations)
+    accumulation = getattr(optimizer, "gradient_accumulation_steps", None) or 1
+    position = None
+
+    def read() -> int:
+        nonlocal position
+        state = getattr(model, "_jax_state", None) or {}
+        values = state.get("optimizer_variables")
+        if values is not None:
+            if position is None:
+                position = next(
+                    (i for i, v in enumerate(optimizer.variables) if v is counter), -1
+                )
+            if 0 <= position < len(values):
+                return int(values[position]) // accumulation
+        return as_int(iterations)
+
+    return read
+
+
+def as_int(value: Any) -> int:
+    """A scalar variable or tensor as a Python int.
+
+    `.numpy()` first: `int()` of a tf_keras `MirroredVariable` (any
+    `tf.distribute` strategy) is a TypeError, its `.numpy()` is the local
+    copy. No collective is involved either way.
+    """
+    numpy = getattr(value, "numpy", None)
+    return int(numpy() if numpy is not None else value)
 
 
 def step_source_reader(step_source: Any) -> StepReader:
@@ -41,7 +84,7 @@ def step_source_reader(step_source: Any) -> StepReader:
                 "step_source must hold an integer step, got a variable of "
                 f"dtype {dtype.name}."
             )
-        return lambda: int(step_source)
+        return lambda: as_int(step_source)
     if callable(step_source):
         return lambda: _as_step(step_source())
     raise TypeError(
@@ -70,7 +113,7 @@ def steps_per_execution(model: Any) -> int:
     if value is None:
         value = getattr(model, "_steps_per_execution", None)  # tf_keras
     if isinstance(value, _VARIABLE_TYPES) or tf.is_tensor(value):
-        value = int(value)
+        value = as_int(value)
     if isinstance(value, numbers.Integral) and value > 0:
         return int(value)
     return 1

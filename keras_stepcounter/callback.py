@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 import tensorflow as tf
 
 from keras_stepcounter import _checks
+from keras_stepcounter._distribute import is_chief
 from keras_stepcounter._keras import (
     StepReader,
     iterations_reader,
@@ -83,7 +84,20 @@ class StepCounter(keras.callbacks.Callback):
                                             output_dir="logs/train")
     model.fit(x, y, epochs=3, callbacks=[counter])
     ```
+
+    Under `tf.distribute`, steps and `batch_size` are global (all replicas);
+    under `MultiWorkerMirroredStrategy` only the chief writes and logs, the
+    other workers' counters stay idle (decided in `on_train_begin`; no
+    collective call).
+
+    `async_safe` is False: Keras on JAX may run `on_train_batch_end` in a
+    thread pool, later and out of order, where the clock would no longer
+    be read at the end of the batch and the baseline would be shared
+    between threads; records would land at other steps with other rates.
     """
+
+    # See the class docstring: exact steps and rates need synchronous calls.
+    async_safe = False
 
     def __init__(
         self,
@@ -108,6 +122,7 @@ class StepCounter(keras.callbacks.Callback):
         _checks.check_every(every_n_steps, every_n_secs)
         _checks.check_tag(tag)
         _checks.check_callable("count_fn", count_fn)
+        _checks.check_extras(batch_size, count_fn, flops_per_step, peak_flops_per_sec)
         _checks.check_callable("clock", clock)
         check_summary_writer(summary_writer)
         if step_source is not None:
@@ -126,6 +141,7 @@ class StepCounter(keras.callbacks.Callback):
         )
         self._writer = ScalarWriter(check_output_dir(output_dir), summary_writer)
         self._count_fn = count_fn
+        self._count_fn_warned = False
         self._record_time_to_first_step = bool(time_to_first_step)
         self._pause_between_epochs = bool(pause_between_epochs)
         self._epoch_logs = bool(epoch_logs)
@@ -135,6 +151,7 @@ class StepCounter(keras.callbacks.Callback):
         )
         self._clock = clock
         self._read_step: Optional[StepReader] = None
+        self._chief = True
         self._reset_run_state()
 
     @property
@@ -152,6 +169,10 @@ class StepCounter(keras.callbacks.Callback):
             self.model
         )
         self._reset_run_state()
+        self._chief = is_chief(self.model)
+        if not self._chief:
+            self._stay_idle()
+            return
         self._writer.open()
         self._train_begin_time = self._clock()
         # One read per fit, so the first epoch's step count is known; it is
@@ -177,8 +198,8 @@ class StepCounter(keras.callbacks.Callback):
         self._read_and_maybe_record()
 
     def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
-        if not self._epoch_started:
-            return  # An epoch without batches.
+        if not self._epoch_started or not self._chief:
+            return  # An epoch without batches, or a worker that records nothing.
         if self._pause_between_epochs:
             self._paused_since = self._last_batch_end
         if self._epoch_logs and logs is not None:
@@ -234,6 +255,16 @@ class StepCounter(keras.callbacks.Callback):
         self._first_step_pending = True
         self._train_begin_time: Optional[float] = None
 
+    def _stay_idle(self) -> None:
+        """Never reads, writes or logs until the next `on_train_begin`.
+
+        The batch hooks stay as they are: with no read ever due they return
+        after the compare, so a non-chief worker costs what a quiet batch
+        costs.
+        """
+        self._calls_until_read = math.inf
+        self._deadline = math.inf
+
     def _start_epoch(self) -> None:
         self._epoch_started = True
         now = self._clock()
@@ -248,9 +279,12 @@ class StepCounter(keras.callbacks.Callback):
         try:
             self._rates.add_examples(float(self._count_fn(logs or {})))
         except Exception as error:  # A counting bug must not stop training.
+            if self._count_fn_warned:
+                return  # Once is enough: it runs on every batch.
+            self._count_fn_warned = True
             tf.get_logger().warning(
-                "keras_stepcounter: count_fn failed (%s); examples/sec "
-                "is not recorded for this batch.",
+                "keras_stepcounter: count_fn failed (%s); its batches are "
+                "left out of examples/sec (warned once).",
                 error,
             )
 

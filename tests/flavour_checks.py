@@ -1,0 +1,167 @@
+"""StepCounter checks in one Keras flavour; prints the results as JSON.
+
+Not a test module: `test_flavours.py` runs it in a fresh process per flavour
+(Keras 3 on TensorFlow, tf_keras via `TF_USE_LEGACY_KERAS=1`, Keras 3 on
+JAX via `KERAS_BACKEND=jax`), since the flavour is fixed when Keras is
+first imported. On TensorFlow it also trains under a `MirroredStrategy` over
+two logical CPU devices, which must be configured before TensorFlow starts.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+ON_TENSORFLOW = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+TF_KERAS = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+if ON_TENSORFLOW:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * 2,
+    )
+
+import keras_stepcounter  # noqa: E402
+from keras_stepcounter.events import read_scalars  # noqa: E402
+
+keras = tf.keras
+rng = np.random.default_rng(0)
+X = rng.random((120, 8), dtype=np.float32)  # 30 batches of 4
+Y = rng.random((120, 1), dtype=np.float32)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Ticker(keras.callbacks.Callback):
+    """Each batch takes 0.125 fake seconds (placed before the counter)."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.clock.now += 0.125
+
+
+class CountingModel(keras.Model):
+    """Adds the replica's batch size to the batch logs as `examples`."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, data):
+        logs = dict(super().train_step(data))
+        logs["examples"] = tf.cast(tf.shape(data[0])[0], tf.float32)
+        return logs
+
+
+def make_model(steps_per_execution=1):
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=steps_per_execution)
+    return model
+
+
+def fit(model, callbacks, x=X, y=Y, batch_size=4):
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
+              callbacks=callbacks)
+
+
+def records(log_dir):
+    return {tag: [[r.step, r.value] for r in rs]
+            for tag, rs in read_scalars(log_dir).items()}
+
+
+def run_dir():
+    return tempfile.mkdtemp(dir=sys.argv[1])
+
+
+def flavour_checks():
+    results = {
+        "backend": keras.backend.backend(),
+        "callback_base": keras_stepcounter.StepCounter.__mro__[1].__module__,
+        "is_tf_keras_callback": issubclass(
+            keras_stepcounter.StepCounter, keras.callbacks.Callback
+        ),
+    }
+    log_dir = run_dir()
+    counter = keras_stepcounter.StepCounter(every_n_steps=10, output_dir=log_dir)
+    fit(make_model(), [counter])
+    results["every_10"] = records(log_dir)
+    # Whether Keras would run on_train_batch_end in its thread pool (JAX
+    # only): never with the counter, always with no callback.
+    callbacks = keras.callbacks.CallbackList
+    results["async_with_counter"] = getattr(callbacks([counter]), "_async_train", None)
+    results["async_without"] = getattr(callbacks([]), "_async_train", None)
+
+    log_dir = run_dir()
+    fit(make_model(steps_per_execution=5),
+        [keras_stepcounter.StepCounter(every_n_steps=10, output_dir=log_dir)])
+    results["every_10_spe_5"] = records(log_dir)
+
+    # Two epochs of 15 steps: the reads at steps 11 and 21 fall mid-epoch
+    # (on JAX, before the state is written back to the variables).
+    log_dir, clock = run_dir(), FakeClock()
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=log_dir, clock=clock, batch_size=4,
+        flops_per_step=1e6, peak_flops_per_sec=1e8, time_to_first_step=True,
+    )
+    model = make_model()
+    model.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[Ticker(clock), counter])
+    results["fake_clock_extras"] = records(log_dir)
+    results["steps_per_sec_epoch_logs"] = model.history.history.get("steps_per_sec")
+    return results
+
+
+def mirrored_checks():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    results = {"replicas": strategy.num_replicas_in_sync}
+    with strategy.scope():
+        model = CountingModel()
+        model.compile(optimizer="sgd", loss="mse")
+    # Global batch 8 (4 per replica): 15 steps per epoch.
+    log_dir, clock = run_dir(), FakeClock()
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=log_dir, clock=clock, batch_size=8
+    )
+    fit(model, [Ticker(clock), counter], batch_size=8)
+    results["batch_size"] = records(log_dir)
+    results["iterations_after"] = int(model.optimizer.iterations.numpy())
+
+    # The README's recipe: per-batch logs are the replicas' mean in Keras 3
+    # and their sum in tf_keras, so Keras 3 scales by the replica count.
+    scale = 1 if TF_KERAS else strategy.num_replicas_in_sync
+    per_batch_logs = []
+
+    def count_fn(logs):
+        per_batch_logs.append(logs["examples"])
+        return logs["examples"] * scale
+
+    log_dir, clock = run_dir(), FakeClock()
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=5, output_dir=log_dir, clock=clock, count_fn=count_fn
+    )
+    fit(model, [Ticker(clock), counter], batch_size=8)
+    results["count_fn"] = records(log_dir)
+    results["logged_examples"] = per_batch_logs[:3]
+    return results
+
+
+if __name__ == "__main__":
+    output = {"flavour": flavour_checks()}
+    if ON_TENSORFLOW:
+        output["mirrored"] = mirrored_checks()
+    print("RESULTS " + json.dumps(output))
