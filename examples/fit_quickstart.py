@@ -4,7 +4,8 @@
 
 Makes its own data (two Gaussian blobs), trains for a few seconds, writes
 `global_step/sec` (and the Keras TensorBoard callback's loss) to a new run
-directory under LOGDIR, prints the recorded rates, and says how to open
+directory under LOGDIR, prints the recorded rates and their summary (the
+report of `python -m keras_stepcounter report`), and says how to open
 TensorBoard.
 """
 
@@ -19,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_stepcounter  # noqa: E402
 from keras_stepcounter.events import read_scalars  # noqa: E402
+from keras_stepcounter.report import print_report  # noqa: E402
 
 keras = tf.keras
 
@@ -64,6 +66,8 @@ def main():
     print(f"\nRecorded {len(records)} rates of global_step/sec in {train_dir}:")
     for record in records:
         print(f"  step {record.step:6d}: {record.value:9.1f} steps/sec")
+    print(f"\nSummary (python -m keras_stepcounter report {run_dir}):")
+    print_report(run_dir)
     print(f"\nView them in TensorBoard:\n  tensorboard --logdir {args.logdir}")
 
 

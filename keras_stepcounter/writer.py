@@ -140,7 +140,10 @@ class ScalarWriter:
             if writer is None:
                 self._write_to_default(step, scalars)
             else:
-                with writer.as_default():
+                # record_if(True): Keras's TensorBoard callback with an
+                # integer update_freq leaves `record_if(its step % freq == 0)`
+                # active around every batch, which would drop our records.
+                with writer.as_default(), tf.summary.record_if(True):
                     for tag, value in scalars.items():
                         tf.summary.scalar(tag, value, step=step)
                 writer.flush()
@@ -154,8 +157,9 @@ class ScalarWriter:
 
     @staticmethod
     def _write_to_default(step: int, scalars: Dict[str, float]) -> None:
-        for tag, value in scalars.items():
-            tf.summary.scalar(tag, value, step=step)
+        with tf.summary.record_if(True):  # As in `write`.
+            for tag, value in scalars.items():
+                tf.summary.scalar(tag, value, step=step)
         tf.summary.flush()
 
     def flush(self) -> None:

@@ -1,0 +1,147 @@
+"""The records StepCounter writes, as the real TensorBoard server shows them.
+
+Starts `tensorboard.main` on a free loopback port over a log dir written by
+a tiny fit, and reads the scalars back through its HTTP API, the one its
+web page uses.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_stepcounter
+from keras_stepcounter.events import read_scalars
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_DEADLINE_S = 120.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(base_url, path, **params):
+    url = f"{base_url}{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read().decode("utf-8"))
+
+
+def _wait_for_tag(server, base_url, run, tag):
+    """Polls the tags endpoint until `run` has `tag` (TensorBoard loads logs
+    in a background thread after it starts serving)."""
+    deadline = time.monotonic() + START_DEADLINE_S
+    last = None
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"TensorBoard exited with code {server.returncode}")
+        try:
+            last = _get_json(base_url, "/data/plugin/scalars/tags")
+            if tag in last.get(run, {}):
+                return last
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass  # Not listening yet.
+        time.sleep(0.5)
+    pytest.fail(f"TensorBoard did not show {run}/{tag} in time; last tags: {last}")
+
+
+@pytest.fixture
+def tensorboard_server(tmp_path):
+    """Starts TensorBoard on `tmp_path`; yields (process, base URL); stops it."""
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(tmp_path / "tensorboard.log", "wb")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "tensorboard.main",
+            "--logdir", str(tmp_path / "logs"),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            # The Python loader: one process to stop, no data-server child.
+            "--load_fast", "false",
+            "--reload_interval", "1",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    try:
+        yield server, f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+@pytest.mark.parametrize("update_freq", ["epoch", 7])
+def test_keras_tensorboard_callback_in_the_same_run(
+    keras, make_model, tiny_data, tmp_path, update_freq
+):
+    """Steps/sec beside Keras's loss; an integer update_freq (whose
+    `record_if` is active around every batch) must not drop records."""
+    x, y = tiny_data
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=str(tmp_path / "train")
+    )
+    tensorboard = keras.callbacks.TensorBoard(
+        log_dir=str(tmp_path), update_freq=update_freq
+    )
+    make_model().fit(
+        x, y, batch_size=4, epochs=1, verbose=0, callbacks=[counter, tensorboard]
+    )
+    scalars = read_scalars(str(tmp_path / "train"))
+    assert [r.step for r in scalars["global_step/sec"]] == [11, 21]
+    if update_freq == 7:
+        assert [r.step for r in scalars["batch_loss"]] == [7, 14, 21, 28]
+    else:
+        assert [r.step for r in scalars["epoch_loss"]] == [0]
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_the_records(
+    make_model, tiny_data, tmp_path, tensorboard_server
+):
+    x, y = tiny_data
+    train_dir = tmp_path / "logs" / "run1" / "train"
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=str(train_dir)
+    )
+    make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[counter])
+    written = read_scalars(str(train_dir))["global_step/sec"]
+    assert [r.step for r in written] == [11, 21]
+
+    server, base_url = tensorboard_server
+    tags = _wait_for_tag(server, base_url, "run1/train", "global_step/sec")
+    assert list(tags) == ["run1/train"]
+    assert list(tags["run1/train"]) == ["global_step/sec"]
+
+    points = _get_json(
+        base_url,
+        "/data/plugin/scalars/scalars",
+        run="run1/train",
+        tag="global_step/sec",
+    )
+    # Each point is [wall_time, step, value]; values are float32 on disk.
+    assert [step for _, step, _ in points] == [11, 21]
+    assert [np.float32(value) for _, _, value in points] == [
+        np.float32(r.value) for r in written
+    ]
+    assert [value for _, _, value in points] == [r.value for r in written]
+    assert [wall for wall, _, _ in points] == pytest.approx(
+        [r.wall_time for r in written]
+    )
