@@ -143,19 +143,29 @@ def test_epoch_logs_can_be_turned_off(make_model, tiny_data, tmp_path):
 def test_known_step_time_gives_the_wall_clock_rate(keras, make_model, tiny_data, tmp_path):
     """Real sleeps: the point is real timing."""
     x, y = tiny_data
-    batch_ends = []
+    step_ends, after_counter = [], []
 
-    class SlowStep(keras.callbacks.Callback):
+    class SlowStep(keras.callbacks.Callback):  # Placed before the counter.
         def on_train_batch_end(self, batch, logs=None):
             time.sleep(0.02)
-            batch_ends.append(time.perf_counter())
+            step_ends.append(time.perf_counter())
+
+    class Stamp(keras.callbacks.Callback):  # Placed after the counter.
+        def on_train_batch_end(self, batch, logs=None):
+            after_counter.append(time.perf_counter())
 
     counter = keras_stepcounter.StepCounter(every_n_steps=10, output_dir=str(tmp_path))
-    make_model().fit(x, y, batch_size=4, verbose=0, callbacks=[SlowStep(), counter])
-    # Steps 1..30 end at batch_ends[0..29]; the records cover steps 1..21.
-    true_rate = 20 / (batch_ends[20] - batch_ends[0])
-    for value in values_of(tmp_path):
-        assert value == pytest.approx(true_rate, rel=0.05)
+    make_model().fit(
+        x, y, batch_size=4, verbose=0, callbacks=[SlowStep(), counter, Stamp()]
+    )
+    # Step k ends at index k - 1. An interval runs from just after the
+    # counter's work at its first step (the baseline is re-taken after a
+    # record is written) to the end of its last step: 1 -> 11, 11 -> 21.
+    expected = [
+        10 / (step_ends[10] - after_counter[0]),
+        10 / (step_ends[20] - after_counter[10]),
+    ]
+    assert values_of(tmp_path) == pytest.approx(expected, rel=0.05)
 
 
 def test_no_device_read_on_batches_where_no_trigger_can_fire(
