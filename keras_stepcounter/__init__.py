@@ -6,5 +6,6 @@
 
 from keras_stepcounter._version import __version__
 from keras_stepcounter.callback import StepCounter
+from keras_stepcounter import compat
 
-__all__ = ["StepCounter", "__version__"]
+__all__ = ["StepCounter", "__version__", "compat"]

@@ -145,3 +145,107 @@ class ScalarWriter:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def check_v1_summary_writer(summary_writer: Any) -> None:
+    """A v1 writer (anything with `add_summary`, as v1 hooks accepted), or None.
+
+    A v2 `tf.summary.SummaryWriter` is refused by name: it writes through
+    eager ops, which a graph-mode session hook cannot run cleanly.
+    """
+    if summary_writer is None:
+        return
+    if isinstance(summary_writer, tf.summary.SummaryWriter):
+        raise TypeError(
+            "summary_writer must be a v1 writer such as "
+            "tf.compat.v1.summary.FileWriter, got a v2 tf.summary.SummaryWriter, "
+            "which cannot write from a graph-mode session hook. Pass "
+            "output_dir=... instead, or use keras_stepcounter.StepCounter "
+            "in TF2 code."
+        )
+    if not callable(getattr(summary_writer, "add_summary", None)):
+        raise TypeError(
+            "summary_writer must be a v1 writer with an add_summary method "
+            "(tf.compat.v1.summary.FileWriter), got "
+            f"{summary_writer!r} of type {type(summary_writer).__name__}."
+        )
+
+
+class V1ScalarWriter:
+    """Writes scalars as v1 `Summary` protos through a v1 `FileWriter`, and flushes.
+
+    The writer of `compat.v1.StepCounterHook`, with v1's choice of writer:
+    the caller's `summary_writer` if given (flushed, never closed), else the
+    process-wide writer for `output_dir` from
+    `tf.compat.v1.summary.FileWriterCache` (shared with other v1 hooks
+    writing there, so also never closed here). Unlike v1 it flushes after
+    each record, and like `ScalarWriter` a failure never escapes: the first
+    is a `RuntimeWarning`, and writing resumes when it works again.
+
+    Args:
+        output_dir: Directory whose cached `FileWriter` to use.
+        summary_writer: A v1 writer (with `add_summary`) owned by the caller.
+    """
+
+    def __init__(self, output_dir: Optional[str] = None, summary_writer: Any = None) -> None:
+        self._output_dir = output_dir
+        self._writer = summary_writer
+        self._failing = False
+
+    def open(self) -> None:
+        """Gets the cached writer for `output_dir` (v1 did this in `begin`).
+
+        Needs graph mode: `FileWriter` refuses eager execution.
+        """
+        if self._writer is None and self._output_dir:
+            try:
+                self._writer = tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
+            except Exception as error:  # Training must go on.
+                self._report_failure("open", error)
+
+    def write(self, step: int, scalars: Dict[str, float]) -> bool:
+        """Adds `scalars` at `step` as one `Summary` and flushes; True if written."""
+        self.open()
+        if self._writer is None:
+            return False
+        summary = tf.compat.v1.Summary(
+            value=[
+                tf.compat.v1.Summary.Value(tag=tag, simple_value=value)
+                for tag, value in scalars.items()
+            ]
+        )
+        try:
+            self._writer.add_summary(summary, step)
+            self._flush_writer()
+        except Exception as error:  # Training must go on.
+            self._report_failure("write", error)
+            return False
+        if self._failing:
+            self._failing = False
+            tf_logger.warning("keras_stepcounter: writing records resumed.")
+        return True
+
+    def flush(self) -> None:
+        if self._writer is None:
+            return
+        try:
+            self._flush_writer()
+        except Exception as error:
+            self._report_failure("flush", error)
+
+    def _flush_writer(self) -> None:
+        flush = getattr(self._writer, "flush", None)
+        if callable(flush):  # v1 accepted any object with add_summary.
+            flush()
+
+    def _report_failure(self, action: str, error: Exception) -> None:
+        if self._failing:
+            return
+        self._failing = True
+        warnings.warn(
+            f"keras_stepcounter: could not {action} the v1 summary writer "
+            f"({type(error).__name__}: {error}); training goes on, and "
+            "records are written again once this works.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
