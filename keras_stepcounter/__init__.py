@@ -5,8 +5,9 @@
 * `compat.v1.StepCounterHook`: the v1 hook, for `MonitoredSession` code.
 """
 
+from keras_stepcounter import compat
 from keras_stepcounter._version import __version__
 from keras_stepcounter.callback import StepCounter
 from keras_stepcounter.graph import GraphStepCounter
 
-__all__ = ["GraphStepCounter", "StepCounter", "__version__"]
+__all__ = ["GraphStepCounter", "StepCounter", "__version__", "compat"]

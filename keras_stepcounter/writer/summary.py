@@ -1,56 +1,13 @@
-"""The one place that writes records to TensorBoard event files.
-
-Every recorder hands its scalars to a `ScalarWriter`. It writes them through
-`tf.summary` (v2 writers), flushes at once so a record is on disk before
-training resumes, and never lets a write failure escape into training: the
-first failure is logged as a warning, later ones quietly, and the next
-successful write logs that writing resumed.
-"""
+"""`ScalarWriter`: eager writes through a v2 `tf.summary` writer."""
 
 from __future__ import annotations
 
 import os
-import warnings
-from typing import Any, Dict, Optional, Set
+from typing import Dict, Optional, Set
 
 import tensorflow as tf
-from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from keras_stepcounter.rates import tf_logger
-
-
-def check_output_dir(output_dir: Any) -> Optional[str]:
-    """Validates `output_dir` and creates it, so errors surface at construction."""
-    if output_dir is None:
-        return None
-    if not isinstance(output_dir, (str, os.PathLike)):
-        raise TypeError(
-            "output_dir must be a str or os.PathLike, got "
-            f"{output_dir!r} of type {type(output_dir).__name__}."
-        )
-    path = os.fspath(output_dir)
-    if not path:
-        raise ValueError("output_dir must be a non-empty path, got ''.")
-    if "://" in path:
-        return path  # A remote filesystem (gs://, s3://): tf.io creates it.
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"output_dir {path!r} exists and is not a directory.")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"output_dir {path!r} cannot be created: {error}") from error
-    return path
-
-
-def check_summary_writer(summary_writer: Any) -> None:
-    if summary_writer is not None and not isinstance(
-        summary_writer, tf.summary.SummaryWriter
-    ):
-        raise TypeError(
-            "summary_writer must be a tf.summary.SummaryWriter (from "
-            "tf.summary.create_file_writer), got "
-            f"{summary_writer!r} of type {type(summary_writer).__name__}."
-        )
+from keras_stepcounter.writer._failures import FailureReporter
 
 
 class ScalarWriter:
@@ -85,7 +42,7 @@ class ScalarWriter:
         self._given_writer = summary_writer
         self._owned_writer: Optional[tf.summary.SummaryWriter] = None
         self._event_file: Optional[str] = None  # The owned writer's file.
-        self._failing = False
+        self._failures = FailureReporter("summary writer")
 
     def open(self) -> None:
         """Opens the writer for `output_dir`, if one is needed and not open."""
@@ -93,7 +50,7 @@ class ScalarWriter:
             try:
                 self._open_owned_writer()
             except Exception as error:  # Training must go on.
-                self._report_failure("open", error)
+                self._failures.failed("open", error)
 
     def _open_owned_writer(self) -> None:
         before = self._local_event_files()
@@ -148,11 +105,9 @@ class ScalarWriter:
                         tf.summary.scalar(tag, value, step=step)
                 writer.flush()
         except Exception as error:  # Training must go on.
-            self._report_failure("write", error)
+            self._failures.failed("write", error)
             return False
-        if self._failing:
-            self._failing = False
-            tf_logger.warning("keras_stepcounter: writing records resumed.")
+        self._failures.succeeded()
         return True
 
     @staticmethod
@@ -169,7 +124,7 @@ class ScalarWriter:
         try:
             writer.flush()
         except Exception as error:
-            self._report_failure("flush", error)
+            self._failures.failed("flush", error)
 
     def close(self) -> None:
         """Flushes, and closes the writer if this object opened it."""
@@ -180,61 +135,4 @@ class ScalarWriter:
             try:
                 writer.close()
             except Exception as error:
-                self._report_failure("close", error)
-
-    def _report_failure(self, action: str, error: Exception) -> None:
-        if self._failing:
-            return
-        self._failing = True
-        warnings.warn(
-            f"keras_stepcounter: could not {action} the summary writer "
-            f"({type(error).__name__}: {error}); training goes on, and "
-            "records are written again once this works.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
-# In-graph writing, for GraphStepCounter. ---------------------------------
-
-# What makes TensorBoard show a tensor summary as a scalar.
-_SCALAR_METADATA = scalar_metadata.create_summary_metadata(
-    display_name=None, description=None
-)
-
-
-def write_scalars_in_graph(
-    writer: Optional[tf.summary.SummaryWriter], step: tf.Tensor, scalars: Dict[str, Any]
-) -> list:
-    """Summary ops writing `scalars` at `step`, then a flush, in that order.
-
-    Tags are written as given: `tf.summary.scalar` would prefix the graph's
-    name scope (`while/cond/...` inside a loop). With `writer` None, the
-    default writer active at trace time is used. Unlike `ScalarWriter`,
-    nothing can catch a failure inside a graph.
-    """
-
-    def write_all() -> list:
-        return [
-            tf.summary.write(
-                tag=tag,
-                tensor=tf.cast(value, tf.float32),
-                step=step,
-                metadata=_SCALAR_METADATA,
-            )
-            for tag, value in scalars.items()
-        ]
-
-    if writer is not None:
-        with writer.as_default():
-            ops = write_all()
-    else:
-        ops = write_all()
-    with tf.control_dependencies(graph_ops(ops)):
-        flush = tf.summary.flush(writer=writer)
-    return ops + [flush]
-
-
-def graph_ops(ops: list) -> list:
-    """The graph ops among `ops` (run eagerly, print and flush give None)."""
-    return [op for op in ops if op is not None]
+                self._failures.failed("close", error)

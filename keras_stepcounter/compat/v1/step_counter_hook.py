@@ -1,0 +1,185 @@
+"""`StepCounterHook`: TF1's hook of the same name, on the shared core."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import tensorflow as tf
+
+from keras_stepcounter import _checks
+from keras_stepcounter.rates import RateTracker, log_rate
+from keras_stepcounter.timer import Clock, SecondOrStepTimer
+from keras_stepcounter.writer import (
+    V1ScalarWriter,
+    check_output_dir,
+    check_v1_summary_writer,
+)
+
+_NO_GLOBAL_STEP = "Global step should be created to use StepCounterHook."
+
+
+class StepCounterHook(tf.compat.v1.train.SessionRunHook):
+    """Hook that counts steps per second (a drop-in for TF1's).
+
+    Same records as `tf.compat.v1.train.StepCounterHook` in the same
+    session: the first trigger sets a baseline; after it, every
+    `every_n_steps` global steps (or `every_n_secs` seconds) it writes
+    `steps / seconds` since the last trigger as the scalar
+    `<global step op name>/sec` (`global_step/sec` by default) at the global
+    step, and logs `global_step/sec: <value>` through TensorFlow's logger.
+    If the global step does not increase it logs v1's warning, at most 5
+    times.
+
+    What differs from v1, on purpose: the clock is monotonic; the baseline
+    time is re-taken after a record is written, so writing is not charged
+    to training; each record is flushed to disk before training resumes,
+    and `end` flushes; a zero or negative interval records nothing; the
+    stall warning counts per hook, not per process; bad arguments fail here
+    rather than during training.
+
+    Args:
+        every_n_steps: Record every N global steps. Default 100.
+        every_n_secs: Record every N seconds instead (pass
+            `every_n_steps=None`, as in v1).
+        output_dir: Directory to write to, through the process-wide v1
+            `FileWriter` for it (`tf.compat.v1.summary.FileWriterCache`),
+            as v1 did.
+        summary_writer: A v1 `tf.compat.v1.summary.FileWriter` (or any
+            object with `add_summary`) of yours; takes precedence over
+            `output_dir`. A v2 `tf.summary.SummaryWriter` is refused with a
+            `TypeError`: use `output_dir`. With neither, only the log line
+            is written.
+        tag: Tag of the scalar and the log line (keyword-only). Default, as
+            in v1: the global step op's name + `/sec`.
+        clock: Monotonic clock in seconds (keyword-only). Default
+            `time.perf_counter`; tests pass a fake one.
+
+    Example:
+
+    ```python
+    from keras_stepcounter.compat.v1 import StepCounterHook
+
+    hook = StepCounterHook(every_n_steps=100, output_dir="logs/train")
+    with tf.compat.v1.train.MonitoredTrainingSession(hooks=[hook]) as sess:
+        while not sess.should_stop():
+            sess.run(train_op)
+    ```
+    """
+
+    def __init__(
+        self,
+        every_n_steps: Optional[int] = 100,
+        every_n_secs: Optional[float] = None,
+        output_dir: Optional[str] = None,
+        summary_writer: Any = None,
+        *,
+        tag: Optional[str] = None,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        _checks.check_every(every_n_steps, every_n_secs)
+        self._fixed_tag = None if tag is None else _checks.check_tag(tag)
+        _checks.check_callable("clock", clock)
+        check_v1_summary_writer(summary_writer)
+        self._timer = SecondOrStepTimer(
+            every_secs=every_n_secs, every_steps=every_n_steps, clock=clock
+        )
+        self._rates = RateTracker(self._timer)
+        self._writer = V1ScalarWriter(check_output_dir(output_dir), summary_writer)
+        self._output_dir = output_dir
+        self._summary_writer = summary_writer
+        self._global_step_tensor: Optional[tf.Tensor] = None
+        self._last_global_step: Optional[int] = None
+        self._steps_per_run = 1
+
+    @property
+    def every_n_steps(self) -> Optional[int]:
+        return self._timer.every_steps
+
+    @property
+    def every_n_secs(self) -> Optional[float]:
+        return self._timer.every_secs
+
+    @property
+    def output_dir(self) -> Optional[str]:
+        return self._output_dir
+
+    @property
+    def summary_writer(self) -> Any:
+        return self._summary_writer
+
+    @property
+    def tag(self) -> str:
+        """The scalar's tag: `tag=`, else the global step op's name + `/sec`
+        once begun."""
+        return self._rates.tag
+
+    def _set_steps_per_run(self, steps_per_run: int) -> None:
+        """Global steps one `session.run` advances (TPU/Estimator loops)."""
+        self._steps_per_run = _checks.check_positive_int("steps_per_run", steps_per_run)
+
+    def begin(self) -> None:
+        self._global_step_tensor = global_step_read()
+        if self._global_step_tensor is None:
+            raise RuntimeError(_NO_GLOBAL_STEP)
+        self._rates.tag = (
+            self._fixed_tag or tf.compat.v1.train.get_global_step().op.name + "/sec"
+        )
+        self._writer.open()
+
+    def after_create_session(self, session: Any, coord: Any) -> None:
+        """Keeps the baseline across session re-creation, as v1 did."""
+
+    def before_run(self, run_context: Any) -> tf.compat.v1.train.SessionRunArgs:
+        return tf.compat.v1.train.SessionRunArgs(self._global_step_tensor)
+
+    def after_run(self, run_context: Any, run_values: Any) -> None:
+        # The fetched step is stale (read alongside the train op); only when
+        # a trigger may be due is the real step read, as v1 does.
+        stale_global_step = run_values.results
+        if self._timer.should_trigger_for_step(stale_global_step + self._steps_per_run):
+            global_step = run_context.session.run(self._global_step_tensor)
+            scalars = self._rates.observe(global_step)
+            if scalars is not None:
+                self._record(global_step, scalars)
+        # v1 compares stale steps, not the timer's, for the stall warning.
+        self._rates.warn_if_stalled(stale_global_step, self._last_global_step)
+        self._last_global_step = stale_global_step
+
+    def end(self, session: Any) -> None:
+        self._writer.flush()
+
+    def _record(self, global_step: int, scalars: dict) -> None:
+        self._writer.write(global_step, scalars)
+        log_rate(self.tag, scalars[self.tag])
+        # Recording is not training: the next interval starts from here.
+        self._timer.restart_clock()
+
+
+def global_step_read() -> Optional[tf.Tensor]:
+    """The read of the global step that v1 hooks fetch, or None without one.
+
+    TensorFlow's hooks, and this one, all fetch the same cached read tensor
+    of the default graph (created on first use, under the global step's
+    name scope), so they see the same stale step in a `session.run`. That
+    read runs in parallel with your train op unless the train op depends on
+    it: build the model under `tf.control_dependencies([global_step_read()])`,
+    as Estimator did, and the fetched step is always the value before the
+    step (otherwise v1's "global step has not been increased" warning can
+    appear spuriously, in TF1 as here).
+
+    Example:
+
+    ```python
+    global_step = tf.compat.v1.train.get_or_create_global_step()
+    with tf.control_dependencies([global_step_read()]):
+        train_op = optimizer.minimize(loss, global_step=global_step)
+    ```
+    """
+    try:
+        from tensorflow.python.training import training_util
+
+        return training_util._get_or_create_global_step_read()
+    except (ImportError, AttributeError):  # A TensorFlow without the helper.
+        global_step = tf.compat.v1.train.get_global_step()
+        return None if global_step is None else tf.identity(global_step)

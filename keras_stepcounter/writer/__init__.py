@@ -1,0 +1,32 @@
+"""The one place that writes records to TensorBoard event files.
+
+Every recorder hands its scalars to a writer from here, which flushes them
+at once so a record is on disk before training resumes, and never lets a
+write failure escape into training (one `RuntimeWarning` per outage):
+
+* `ScalarWriter`: eager writes through a v2 `tf.summary` writer
+  (`StepCounter`).
+* `write_scalars_in_graph`: summary ops inside a `tf.function`
+  (`GraphStepCounter`).
+* `V1ScalarWriter`: v1 `Summary` protos through a v1 `FileWriter`
+  (`compat.v1.StepCounterHook`).
+"""
+
+from keras_stepcounter.writer.checks import (
+    check_output_dir,
+    check_summary_writer,
+    check_v1_summary_writer,
+)
+from keras_stepcounter.writer.in_graph import graph_ops, write_scalars_in_graph
+from keras_stepcounter.writer.summary import ScalarWriter
+from keras_stepcounter.writer.v1 import V1ScalarWriter
+
+__all__ = [
+    "ScalarWriter",
+    "V1ScalarWriter",
+    "check_output_dir",
+    "check_summary_writer",
+    "check_v1_summary_writer",
+    "graph_ops",
+    "write_scalars_in_graph",
+]

@@ -1,0 +1,489 @@
+"""compat.v1.StepCounterHook against TensorFlow's own hook (the oracle).
+
+Both hooks run in the same `MonitoredSession`, on the same graph, in the
+same run; their event directories are read back with TensorBoard's reader.
+The oracle's `FileWriter` flushes only every 120 s, so its records are read
+after flushing its cached writer (`oracle_records`).
+"""
+
+import logging
+import math
+import time
+import types
+
+import pytest
+import tensorflow as tf
+from tensorflow.python.platform import tf_logging
+from tensorflow.python.training import basic_session_run_hooks
+
+import keras_stepcounter
+from keras_stepcounter.compat import v1
+from keras_stepcounter.events import read_scalars
+
+Oracle = tf.compat.v1.train.StepCounterHook
+TAG = "global_step/sec"
+
+
+# Helpers. -----------------------------------------------------------------
+
+
+def default_global_step():
+    return tf.compat.v1.train.get_or_create_global_step()
+
+
+def run_session(hooks, runs, steps_per_run=1, global_step=default_global_step,
+                before_each_run=None):
+    """Runs a train op adding `steps_per_run` to the global step `runs` times.
+
+    The train op runs after the step read the hooks fetch (as in Estimator),
+    so the stale step they see is always the one from before the run.
+    """
+    with tf.Graph().as_default():
+        step = global_step()
+        with tf.control_dependencies([v1.global_step_read()]):
+            train_op = tf.compat.v1.assign_add(step, steps_per_run)
+        with tf.compat.v1.train.MonitoredSession(hooks=hooks) as session:
+            for i in range(runs):
+                if before_each_run is not None:
+                    before_each_run(i)
+                session.run(train_op)
+
+
+def records(run_dir, tag=TAG):
+    return [(r.step, r.value) for r in read_scalars(str(run_dir)).get(tag, [])]
+
+
+def oracle_records(run_dir, tag=TAG):
+    """The oracle's records, after flushing the cached writer it used."""
+    with tf.Graph().as_default():
+        tf.compat.v1.summary.FileWriterCache.get(str(run_dir)).flush()
+    return records(run_dir, tag)
+
+
+def steps(recs):
+    return [step for step, _ in recs]
+
+
+def both_hooks(tmp_path, clock=None, **kwargs):
+    """The oracle and ours, same arguments, each with its own directory."""
+    extra = {} if clock is None else {"clock": clock}
+    oracle = Oracle(output_dir=str(tmp_path / "oracle"), **kwargs)
+    ours = v1.StepCounterHook(output_dir=str(tmp_path / "ours"), **kwargs, **extra)
+    return oracle, ours
+
+
+@pytest.fixture
+def oracle_clock(monkeypatch, fake_clock):
+    """Makes the oracle's timer read `fake_clock` instead of `time.time`."""
+    monkeypatch.setattr(
+        basic_session_run_hooks, "time", types.SimpleNamespace(time=fake_clock)
+    )
+    return fake_clock
+
+
+class SourceCapture(logging.Handler):
+    """TensorFlow-logger messages, split by which hook logged them."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.messages = {"ours": [], "oracle": []}
+
+    def emit(self, record):
+        if "keras_stepcounter" in record.pathname:
+            self.messages["ours"].append((record.levelno, record.getMessage()))
+        elif record.pathname.endswith("basic_session_run_hooks.py"):
+            self.messages["oracle"].append((record.levelno, record.getMessage()))
+
+
+@pytest.fixture
+def split_log(monkeypatch):
+    # The oracle's log_first_n counts per process: start it from zero.
+    monkeypatch.setattr(tf_logging, "_log_counter_per_token", {})
+    logger = logging.getLogger("tensorflow")
+    handler = SourceCapture()
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+# API. ---------------------------------------------------------------------
+
+
+def test_aliases_mirror_tensorflow():
+    assert keras_stepcounter.compat.v1.StepCounterHook is v1.StepCounterHook
+    assert v1.train.StepCounterHook is v1.StepCounterHook
+    assert v1.estimator.StepCounterHook is v1.StepCounterHook
+    assert v1.train.SecondOrStepTimer is v1.SecondOrStepTimer
+    assert v1.SecondOrStepTimer is keras_stepcounter.timer.SecondOrStepTimer
+    assert issubclass(v1.StepCounterHook, tf.compat.v1.train.SessionRunHook)
+    for method in ("begin", "after_create_session", "before_run", "after_run",
+                   "end", "_set_steps_per_run"):
+        assert callable(getattr(v1.StepCounterHook, method))
+
+
+def test_timer_has_tensorflows_methods_and_messages():
+    theirs = tf.compat.v1.train.SecondOrStepTimer
+    public = {n for n in dir(theirs) if not n.startswith("_")}
+    assert public <= set(dir(v1.SecondOrStepTimer))
+    for kwargs in ({}, {"every_secs": 1, "every_steps": 1}):
+        with pytest.raises(ValueError) as expected:
+            theirs(**kwargs)
+        with pytest.raises(ValueError, match=str(expected.value)):
+            v1.SecondOrStepTimer(**kwargs)
+    ours, tfs = v1.SecondOrStepTimer(every_steps=3), theirs(every_steps=3)
+    trace = []
+    for step in range(12):
+        due = ours.should_trigger_for_step(step)
+        assert due == tfs.should_trigger_for_step(step)
+        if due:
+            trace.append(step)
+            ours.update_last_triggered_step(step)
+            tfs.update_last_triggered_step(step)
+            assert ours.last_triggered_step() == tfs.last_triggered_step() == step
+    assert trace == [0, 3, 6, 9]
+
+
+# Same records as the oracle. ----------------------------------------------
+
+
+def test_every_n_steps_same_steps_tag_and_rates(tmp_path, split_log):
+    oracle, ours = both_hooks(tmp_path, every_n_steps=10)
+    # Real time: 20 ms a step, so both hooks time ~200 ms intervals.
+    run_session([oracle, ours], 30, before_each_run=lambda i: time.sleep(0.02))
+
+    mine, theirs = records(tmp_path / "ours"), oracle_records(tmp_path / "oracle")
+    assert steps(mine) == steps(theirs) == [11, 21]
+    assert list(read_scalars(str(tmp_path / "ours"))) == [TAG]
+    for (_, value), (_, expected) in zip(mine, theirs):
+        assert 0 < expected <= 50  # 10 steps take at least 10 sleeps of 20 ms
+        assert value == pytest.approx(expected, rel=0.1)
+    for source in ("ours", "oracle"):
+        lines = [m for level, m in split_log[source] if level == logging.INFO]
+        assert [line.split(": ")[0] for line in lines] == [TAG, TAG]
+
+
+def test_fake_clock_gives_identical_records_and_log_lines(tmp_path, oracle_clock, split_log):
+    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=4)
+    run_session([oracle, ours], 13, before_each_run=lambda i: oracle_clock.advance(0.5))
+
+    assert records(tmp_path / "ours") == oracle_records(tmp_path / "oracle")
+    assert records(tmp_path / "ours") == [(5, 2.0), (9, 2.0), (13, 2.0)]
+    assert split_log["ours"] == split_log["oracle"] == [(logging.INFO, f"{TAG}: 2")] * 3
+
+
+def test_every_n_secs_real_sleeps_same_steps(tmp_path):
+    oracle, ours = both_hooks(tmp_path, every_n_steps=None, every_n_secs=0.2)
+    # Runs take ~1 ms; a 0.45 s pause before runs 4, 10 and 15 is the only
+    # thing that can cross 0.2 s, so triggers land right after each pause.
+    pauses = {4, 10, 15}
+    run_session([oracle, ours], 20,
+                before_each_run=lambda i: time.sleep(0.45) if i in pauses else None)
+
+    mine, theirs = records(tmp_path / "ours"), oracle_records(tmp_path / "oracle")
+    assert steps(mine) == steps(theirs) == [5, 11, 16]
+
+
+def test_every_n_secs_fake_clock_same_records(tmp_path, oracle_clock):
+    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=None,
+                              every_n_secs=1.0)
+    advances = [0.25] * 8 + [0.75, 0.5, 2.0, 0.125, 0.125, 0.5, 0.25]
+    run_session([oracle, ours], len(advances),
+                before_each_run=lambda i: oracle_clock.advance(advances[i]))
+
+    mine = records(tmp_path / "ours")
+    assert mine == oracle_records(tmp_path / "oracle")
+    assert steps(mine) == [5, 9, 11, 15]
+    assert [value for _, value in mine] == pytest.approx([4.0, 4 / 1.5, 0.8, 4.0])
+
+
+@pytest.mark.parametrize(
+    "steps_per_run, every_n_steps, expected",
+    [(5, 10, [15, 25]), (5, 5, [10, 15, 20, 25]), (10, 5, [20, 30, 40, 50])],
+)
+def test_steps_per_run(tmp_path, oracle_clock, steps_per_run, every_n_steps, expected):
+    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=every_n_steps)
+    for hook in (oracle, ours):
+        hook._set_steps_per_run(steps_per_run)
+    run_session([oracle, ours], 5, steps_per_run=steps_per_run,
+                before_each_run=lambda i: oracle_clock.advance(1.0))
+
+    mine = records(tmp_path / "ours")
+    assert mine == oracle_records(tmp_path / "oracle")
+    assert steps(mine) == expected
+    # Rates are in real steps: steps_per_run steps per (fake) second.
+    assert all(value == steps_per_run for _, value in mine)
+
+
+def test_tag_is_the_global_step_name(tmp_path):
+    def bar_foo():
+        with tf.compat.v1.variable_scope("bar"):
+            return tf.compat.v1.get_variable(
+                "foo", initializer=0, trainable=False,
+                collections=[tf.compat.v1.GraphKeys.GLOBAL_STEP,
+                             tf.compat.v1.GraphKeys.GLOBAL_VARIABLES])
+
+    oracle, ours = both_hooks(tmp_path, every_n_steps=5)
+    run_session([oracle, ours], 12, global_step=bar_foo)
+
+    assert ours.tag == "bar/foo/sec"
+    assert list(read_scalars(str(tmp_path / "ours"))) == ["bar/foo/sec"]
+    assert steps(records(tmp_path / "ours", "bar/foo/sec")) == [6, 11]
+    assert steps(oracle_records(tmp_path / "oracle", "bar/foo/sec")) == [6, 11]
+
+
+def test_tag_keyword_overrides_the_global_step_name(tmp_path):
+    ours = v1.StepCounterHook(
+        every_n_steps=5, output_dir=str(tmp_path), tag="global_step/sec"
+    )
+    run_session([ours], 12)
+    assert ours.tag == "global_step/sec"
+    assert list(read_scalars(str(tmp_path))) == ["global_step/sec"]
+    assert steps(records(tmp_path, "global_step/sec")) == [6, 11]
+
+
+def test_both_hooks_fetch_the_same_step_read():
+    oracle, ours = Oracle(), v1.StepCounterHook()
+    with tf.Graph().as_default():
+        default_global_step()
+        oracle.begin()
+        ours.begin()
+        assert ours.before_run(None).fetches is oracle.before_run(None).fetches
+        assert ours.before_run(None).fetches is v1.global_step_read()
+
+
+def test_no_global_step_is_a_runtime_error_in_begin():
+    for hook in (Oracle(every_n_steps=10), v1.StepCounterHook(every_n_steps=10)):
+        with tf.Graph().as_default():
+            tf.Variable(0, name="not_a_global_step")
+            with pytest.raises(RuntimeError,
+                               match="^Global step should be created to use StepCounterHook.$"):
+                hook.begin()
+            assert v1.global_step_read() is None
+
+
+def test_stalled_global_step_warns_like_oracle_at_most_5_times(tmp_path, split_log):
+    oracle, ours = both_hooks(tmp_path, every_n_steps=1)
+    run_session([oracle, ours], 9, steps_per_run=0)  # The step stays at 0.
+
+    warnings = [m for level, m in split_log["ours"] if level == logging.WARNING]
+    assert warnings == [m for level, m in split_log["oracle"] if level == logging.WARNING]
+    assert len(warnings) == 5
+    assert warnings[0].startswith(
+        "It seems that global step (tf.train.get_global_step) has not been "
+        "increased. Current value (could be stable): 0 vs previous value: 0."
+    )
+    assert records(tmp_path / "ours") == oracle_records(tmp_path / "oracle") == []
+
+
+def test_stall_warnings_count_per_hook_not_per_process(tmp_path, split_log):
+    for _ in range(2):
+        run_session([Oracle(every_n_steps=1), v1.StepCounterHook(every_n_steps=1)], 8,
+                    steps_per_run=0)
+    assert len([m for m in split_log["ours"] if m[0] == logging.WARNING]) == 10
+    assert len([m for m in split_log["oracle"] if m[0] == logging.WARNING]) == 5
+
+
+# Writing: on disk when `end` returns. ---------------------------------------
+
+
+class DiskProbe(tf.compat.v1.train.SessionRunHook):
+    """Placed after both hooks: reads their directories as soon as they ended."""
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.seen = None
+
+    def end(self, session):
+        self.seen = {name: steps(records(self.tmp_path / name))
+                     for name in ("ours", "oracle")}
+
+
+@pytest.mark.parametrize("how", ["output_dir", "summary_writer"])
+def test_records_are_on_disk_when_end_returns(tmp_path, how):
+    probe = DiskProbe(tmp_path)
+    with tf.Graph().as_default():
+        train_op = tf.compat.v1.assign_add(default_global_step(), 1)
+        if how == "output_dir":
+            oracle, ours = both_hooks(tmp_path, every_n_steps=10)
+        else:
+            writers = {name: tf.compat.v1.summary.FileWriter(str(tmp_path / name))
+                       for name in ("ours", "oracle")}
+            oracle = Oracle(every_n_steps=10, summary_writer=writers["oracle"])
+            ours = v1.StepCounterHook(every_n_steps=10, summary_writer=writers["ours"])
+        with tf.compat.v1.train.MonitoredSession(hooks=[oracle, ours, probe]) as session:
+            for _ in range(30):
+                session.run(train_op)
+
+    # The oracle's writer flushes the first event it gets (the graph, when
+    # the hook opened it; else the first record), then only every 120 s.
+    first_record_flushed = [11] if how == "summary_writer" else []
+    assert probe.seen == {"ours": [11, 21], "oracle": first_record_flushed}
+    # The oracle's records reach the disk only when its writer flushes.
+    if how == "output_dir":
+        assert steps(oracle_records(tmp_path / "oracle")) == [11, 21]
+    else:
+        writers["oracle"].flush()
+        assert steps(records(tmp_path / "oracle")) == [11, 21]
+        for writer in writers.values():
+            writer.close()
+
+
+def test_without_a_writer_only_logs(tmp_path, split_log):
+    run_session([v1.StepCounterHook(every_n_steps=10)], 12)
+    assert [m.split(": ")[0] for _, m in split_log["ours"]] == [TAG]
+
+
+def test_write_failure_warns_once_and_training_goes_on(split_log):
+    class BrokenWriter:
+        def add_summary(self, summary, step):
+            raise OSError("disk full")
+
+    hook = v1.StepCounterHook(every_n_steps=5, summary_writer=BrokenWriter())
+    with pytest.warns(RuntimeWarning, match="disk full") as caught:
+        run_session([hook], 21)
+    assert len([w for w in caught if w.category is RuntimeWarning]) == 1
+    assert len(split_log["ours"]) == 4  # The log lines still come.
+
+
+# Differences from the oracle, on purpose. -----------------------------------
+
+
+class SlowWriter:
+    """A v1 writer whose every write takes one second on `clock`."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.records = []
+
+    def add_summary(self, summary, step):
+        self.clock.advance(1.0)
+        self.records.append((int(step), round(summary.value[0].simple_value, 4)))
+
+
+def test_writing_is_not_charged_to_the_next_interval(oracle_clock):
+    # Separate sessions: each writer's second must only be seen by its hook.
+    writers = {"oracle": SlowWriter(oracle_clock), "ours": SlowWriter(oracle_clock)}
+    run_session([Oracle(every_n_steps=4, summary_writer=writers["oracle"])], 13,
+                before_each_run=lambda i: oracle_clock.advance(0.5))
+    run_session([v1.StepCounterHook(every_n_steps=4, summary_writer=writers["ours"],
+                                    clock=oracle_clock)], 13,
+                before_each_run=lambda i: oracle_clock.advance(0.5))
+    # 4 steps in 2 s; the oracle adds its 1 s write to the next interval.
+    assert writers["oracle"].records == [(5, 2.0), (9, 1.3333), (13, 1.3333)]
+    assert writers["ours"].records == [(5, 2.0), (9, 2.0), (13, 2.0)]
+
+
+def test_zero_interval_records_nothing_where_oracle_records_inf(tmp_path, oracle_clock):
+    # The fake clock never moves: no time elapses between triggers.
+    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=2)
+    with pytest.warns(RuntimeWarning, match="divide by zero"):  # numpy, in the oracle
+        run_session([oracle, ours], 5)
+    assert oracle_records(tmp_path / "oracle") == [(3, math.inf), (5, math.inf)]
+    assert records(tmp_path / "ours") == []
+
+
+def test_step_going_back_records_nothing_where_oracle_records_negative(
+        tmp_path, oracle_clock):
+    # A global step that goes back (say, a session recovered from an older
+    # checkpoint) while every_n_secs fires.
+    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=None,
+                              every_n_secs=1.0)
+    run_session([oracle, ours], 5, steps_per_run=-1,
+                before_each_run=lambda i: oracle_clock.advance(0.5))
+    assert oracle_records(tmp_path / "oracle") == [(-4, -2.0)]
+    assert records(tmp_path / "ours") == []
+
+
+def test_wall_clock_jump_does_not_bend_our_rate(tmp_path, monkeypatch):
+    # The oracle reads time.time(); here it jumps back an hour after run 15.
+    runs = {"count": 0}
+    monkeypatch.setattr(basic_session_run_hooks, "time", types.SimpleNamespace(
+        time=lambda: time.time() - (3600 if runs["count"] > 15 else 0)))
+
+    def tick(i):
+        runs["count"] = i
+        time.sleep(0.002)
+
+    oracle, ours = both_hooks(tmp_path, every_n_steps=10)
+    run_session([oracle, ours], 30, before_each_run=tick)
+    theirs, mine = oracle_records(tmp_path / "oracle"), records(tmp_path / "ours")
+    assert steps(mine) == steps(theirs) == [11, 21]
+    assert theirs[1][1] < 0 < mine[1][1]
+
+
+# Arguments. -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"every_n_steps": None},
+    {"every_n_secs": 5},  # every_n_steps defaults to 100: both given, as in v1.
+    {"every_n_steps": 10, "every_n_secs": 5},
+])
+def test_exactly_one_of_is_the_oracles_value_error(kwargs):
+    with pytest.raises(ValueError) as expected:
+        Oracle(**kwargs)
+    assert str(expected.value) == (
+        "exactly one of every_n_steps and every_n_secs should be provided.")
+    with pytest.raises(ValueError, match=f"^{str(expected.value)}$"):
+        v1.StepCounterHook(**kwargs)
+
+
+BAD_VALUES = [
+    # (kwargs, the argument named, our error at construction); the oracle
+    # accepts all of these at construction and misbehaves or fails later.
+    ({"every_n_steps": 0}, "every_n_steps", ValueError),
+    ({"every_n_steps": -1}, "every_n_steps", ValueError),
+    ({"every_n_steps": math.nan}, "every_n_steps", ValueError),
+    ({"every_n_steps": True}, "every_n_steps", ValueError),
+    ({"every_n_steps": 2.5}, "every_n_steps", TypeError),
+    ({"every_n_steps": None, "every_n_secs": 0}, "every_n_secs", ValueError),
+    ({"every_n_steps": None, "every_n_secs": -1.0}, "every_n_secs", ValueError),
+    ({"every_n_steps": None, "every_n_secs": math.nan}, "every_n_secs", ValueError),
+    ({"every_n_steps": None, "every_n_secs": math.inf}, "every_n_secs", ValueError),
+    ({"every_n_steps": None, "every_n_secs": True}, "every_n_secs", ValueError),
+    ({"output_dir": 3}, "output_dir", TypeError),
+    ({"summary_writer": "logs"}, "summary_writer", TypeError),
+]
+
+
+@pytest.mark.parametrize("kwargs, name, error", BAD_VALUES)
+def test_bad_values_fail_at_construction_naming_the_argument(kwargs, name, error):
+    Oracle(**kwargs)  # No error from the oracle here.
+    with pytest.raises(error, match=name):
+        v1.StepCounterHook(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"every_n_steps": "10"},
+    {"every_n_steps": None, "every_n_secs": "1"},
+])
+def test_string_values_are_a_type_error_in_both(kwargs):
+    with pytest.raises(TypeError, match="every_n_s"):
+        v1.StepCounterHook(**kwargs)
+    with pytest.raises(TypeError):  # The oracle only once it runs.
+        run_session([Oracle(**kwargs)], 3)
+
+
+def test_v2_summary_writer_is_refused_at_construction(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with pytest.raises(TypeError, match="summary_writer.*v2 tf.summary.SummaryWriter"):
+        v1.StepCounterHook(every_n_steps=1, summary_writer=writer)
+    with pytest.raises(AttributeError, match="add_summary"):  # The oracle, at run time.
+        run_session([Oracle(every_n_steps=1, summary_writer=writer)], 3)
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match="output_dir .* is not a directory"):
+        v1.StepCounterHook(output_dir=str(a_file))
+    with pytest.raises(tf.errors.FailedPreconditionError):  # The oracle, in begin.
+        run_session([Oracle(output_dir=str(a_file))], 1)
+
+
+def test_bad_steps_per_run():
+    with pytest.raises(ValueError, match="steps_per_run"):
+        v1.StepCounterHook()._set_steps_per_run(0)
