@@ -161,6 +161,7 @@ class StepCounter(keras.callbacks.Callback):
     # Keras hooks. ---------------------------------------------------------
 
     def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
+        self._reset_run_state()
         if self._step_source is not None:
             self._read_step = step_source_reader(self._step_source)
         else:
@@ -168,7 +169,6 @@ class StepCounter(keras.callbacks.Callback):
         self._steps_per_call = self._steps_per_call_arg or steps_per_execution(
             self.model
         )
-        self._reset_run_state()
         self._chief = is_chief(self.model)
         if not self._chief:
             self._stay_idle()

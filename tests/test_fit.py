@@ -188,6 +188,27 @@ def test_no_device_read_on_batches_where_no_trigger_can_fire(
     assert steps_of(tmp_path) == [11, 21]
 
 
+def test_steps_per_execution_skips_reads_from_the_first_batch(
+    make_model, tiny_data, tmp_path
+):
+    x, y = tiny_data
+    model = make_model(steps_per_execution=5)
+    reads = []
+
+    def counted_step():
+        reads.append(int(model.optimizer.iterations))
+        return reads[-1]
+
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=str(tmp_path), step_source=counted_step
+    )
+    model.fit(x, y, batch_size=4, verbose=0, callbacks=[counter])
+    # Start of fit, baseline after the first call (5 steps), two records,
+    # end of epoch: no read on the calls between.
+    assert reads == [0, 5, 15, 25, 30]
+    assert steps_of(tmp_path) == [15, 25]
+
+
 def test_record_is_on_disk_while_fit_is_running(keras, make_model, tiny_data, tmp_path):
     x, y = tiny_data
     seen_during_fit = []
