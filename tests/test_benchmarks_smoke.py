@@ -19,6 +19,7 @@ EXPECTED_ROWS = [
     "| hot path: `StepCounter.on_train_batch_end`",
     "| hot path: `StepCounter.on_train_batch_begin`",
     "| `fit` 200 steps: `StepCounter()`",
+    "| `fit` 200 steps: time inside `StepCounter`'s hooks",
     "| `fit` 200 steps: naive callback",
     "| `fit` 200 steps: Keras `TensorBoard(update_freq=100",
     "| `fit` 200 steps: Keras `TensorBoard(update_freq=1,",
