@@ -201,7 +201,9 @@ class StepCounter(keras.callbacks.Callback):
         if not self._epoch_started or not self._chief:
             return  # An epoch without batches, or a worker that records nothing.
         if self._pause_between_epochs:
-            self._paused_since = self._last_batch_end
+            # From the end of the last batch, or of the recorder's own work
+            # on it: that work is already out of the interval (restart_clock).
+            self._paused_since = max(self._last_batch_end, self._own_work_end)
         if self._epoch_logs and logs is not None:
             rate = self._epoch_rate()
             if rate is not None:
@@ -248,6 +250,7 @@ class StepCounter(keras.callbacks.Callback):
         self._calls_until_read = 1  # The first batch sets the baseline.
         self._deadline = -math.inf
         self._last_batch_end: Optional[float] = None
+        self._own_work_end = -math.inf
         self._paused_since: Optional[float] = None
         self._epoch_started = False
         self._epoch_start_step: Optional[int] = None
@@ -299,6 +302,7 @@ class StepCounter(keras.callbacks.Callback):
         if scalars is not None:
             self._record(step, scalars)
         self._note_read(step)
+        self._own_work_end = self._clock()
 
     def _note_read(self, step: int) -> None:
         self._last_read_step = step

@@ -1,0 +1,1 @@
+"""Benchmarks of keras_stepcounter: run `python3 benchmarks/run.py`."""

@@ -1,0 +1,51 @@
+"""The README's benchmark command, in its quick mode, so it cannot rot.
+
+No timing is asserted (speed lives in the benchmark's own table): only that
+the command runs, exits 0 and prints every row of the table.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The first cell of each row the table must have; recorders still missing
+# from this checkout print "not available" rows, which count as present.
+EXPECTED_ROWS = [
+    "| hot path: `StepCounter.on_train_batch_end`",
+    "| hot path: `StepCounter.on_train_batch_begin`",
+    "| `fit` 200 steps: `StepCounter()`",
+    "| `fit` 200 steps: time inside `StepCounter`'s hooks",
+    "| `fit` 200 steps: naive callback",
+    "| `fit` 200 steps: Keras `TensorBoard(update_freq=100",
+    "| `fit` 200 steps: Keras `TensorBoard(update_freq=1,",
+    "| `GraphStepCounter` in a `tf.function` loop",
+    "| v1 hook: `compat.v1.StepCounterHook`",
+    "| accuracy: recorded vs true rate, within an epoch",
+    "| accuracy: recorded vs true rate, across an epoch end",
+]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_prints_the_table():
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "run.py"), "--quick"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=280,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "| benchmark | measured | compared with |" in out
+    assert "- CPU: " in out and "TensorFlow " in out
+    lines = out.splitlines()
+    for row in EXPECTED_ROWS:
+        matching = [line for line in lines if line.startswith(row)]
+        assert len(matching) == 1, f"row {row!r} missing from:\n{out}"
+        assert "| error |" not in matching[0]
+    # Every row ends with a verdict the README explains.
+    verdicts = [line.rsplit("|", 2)[-2].strip() for line in lines if line.startswith("| ")]
+    assert set(verdicts[2:]) <= {"met", "missed", "reference", "not available"}
