@@ -73,8 +73,10 @@ def check_tag(tag: Any) -> str:
     return tag
 
 
-def check_callable(name: str, value: Any) -> None:
-    if value is not None and not callable(value):
+def check_callable(name: str, value: Any, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not callable(value):
         raise TypeError(
             f"{name} must be callable, got {value!r} of type {type(value).__name__}."
         )

@@ -123,7 +123,7 @@ class StepCounter(keras.callbacks.Callback):
         _checks.check_tag(tag)
         _checks.check_callable("count_fn", count_fn)
         _checks.check_extras(batch_size, count_fn, flops_per_step, peak_flops_per_sec)
-        _checks.check_callable("clock", clock)
+        _checks.check_callable("clock", clock, optional=False)
         check_summary_writer(summary_writer)
         if step_source is not None:
             step_source_reader(step_source)  # Fails now on a bad source.
@@ -139,7 +139,6 @@ class StepCounter(keras.callbacks.Callback):
                 "peak_flops_per_sec", peak_flops_per_sec
             ),
         )
-        self._writer = ScalarWriter(check_output_dir(output_dir), summary_writer)
         self._count_fn = count_fn
         self._count_fn_warned = False
         self._record_time_to_first_step = bool(time_to_first_step)
@@ -150,6 +149,9 @@ class StepCounter(keras.callbacks.Callback):
             "steps_per_call", steps_per_call
         )
         self._clock = clock
+        # Last: it creates the directory, which a later failed check would
+        # leave behind.
+        self._writer = ScalarWriter(check_output_dir(output_dir), summary_writer)
         self._read_step: Optional[StepReader] = None
         self._chief = True
         self._reset_run_state()

@@ -123,6 +123,7 @@ STEP_COUNTER_CASES = [
          "peak_flops_per_sec"),
     Case("count_fn_not_callable", dict(count_fn="len"), TypeError, "count_fn"),
     Case("clock_not_callable", dict(clock=0.0), TypeError, "clock"),
+    Case("clock_none", dict(clock=None), TypeError, "clock"),
     Case("steps_per_call_zero", dict(steps_per_call=0), ValueError, "steps_per_call"),
     Case("steps_per_call_float", dict(steps_per_call=2.0), TypeError, "steps_per_call"),
     Case("step_source_string", dict(step_source="iterations"), TypeError, "step_source"),
@@ -134,6 +135,13 @@ STEP_COUNTER_CASES = [
 def test_step_counter_keyword_fails_naming_it(case, tmp_path):
     with pytest.raises(case.error, match=re.escape(case.names)):
         keras_stepcounter.StepCounter(**case.kwargs_for(tmp_path))
+
+
+def test_a_failed_check_leaves_no_output_dir_behind(tmp_path):
+    output_dir = tmp_path / "run"
+    with pytest.raises(ValueError, match="steps_per_call"):
+        keras_stepcounter.StepCounter(output_dir=str(output_dir), steps_per_call=0)
+    assert not output_dir.exists()
 
 
 def test_float_variable_step_source_is_a_type_error(keras):

@@ -79,7 +79,7 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
     ) -> None:
         _checks.check_every(every_n_steps, every_n_secs)
         self._fixed_tag = None if tag is None else _checks.check_tag(tag)
-        _checks.check_callable("clock", clock)
+        _checks.check_callable("clock", clock, optional=False)
         check_v1_summary_writer(summary_writer)
         self._timer = SecondOrStepTimer(
             every_secs=every_n_secs, every_steps=every_n_steps, clock=clock
