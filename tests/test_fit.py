@@ -168,11 +168,20 @@ def test_known_step_time_gives_the_wall_clock_rate(keras, make_model, tiny_data,
     assert values_of(tmp_path) == pytest.approx(expected, rel=0.05)
 
 
+@pytest.mark.parametrize(
+    "steps_per_execution, expected_reads, expected_records",
+    [
+        # Start of fit, baseline (after the first call), two records, end
+        # of epoch (steps_per_sec); no read on any batch between.
+        (1, [0, 1, 11, 21, 30], [11, 21]),
+        (5, [0, 5, 15, 25, 30], [15, 25]),
+    ],
+)
 def test_no_device_read_on_batches_where_no_trigger_can_fire(
-    make_model, tiny_data, tmp_path
+    make_model, tiny_data, tmp_path, steps_per_execution, expected_reads, expected_records
 ):
     x, y = tiny_data
-    model = make_model()
+    model = make_model(steps_per_execution=steps_per_execution)
     reads = []
 
     def counted_step():
@@ -183,30 +192,8 @@ def test_no_device_read_on_batches_where_no_trigger_can_fire(
         every_n_steps=10, output_dir=str(tmp_path), step_source=counted_step
     )
     model.fit(x, y, batch_size=4, verbose=0, callbacks=[counter])
-    # Start of fit, baseline, two records, end of epoch (steps_per_sec).
-    assert reads == [0, 1, 11, 21, 30]
-    assert steps_of(tmp_path) == [11, 21]
-
-
-def test_steps_per_execution_skips_reads_from_the_first_batch(
-    make_model, tiny_data, tmp_path
-):
-    x, y = tiny_data
-    model = make_model(steps_per_execution=5)
-    reads = []
-
-    def counted_step():
-        reads.append(int(model.optimizer.iterations))
-        return reads[-1]
-
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), step_source=counted_step
-    )
-    model.fit(x, y, batch_size=4, verbose=0, callbacks=[counter])
-    # Start of fit, baseline after the first call (5 steps), two records,
-    # end of epoch: no read on the calls between.
-    assert reads == [0, 5, 15, 25, 30]
-    assert steps_of(tmp_path) == [15, 25]
+    assert reads == expected_reads
+    assert steps_of(tmp_path) == expected_records
 
 
 def test_record_is_on_disk_while_fit_is_running(keras, make_model, tiny_data, tmp_path):
