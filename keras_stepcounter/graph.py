@@ -34,6 +34,9 @@ except ImportError:  # pragma: no cover - a TF without it: XLA fails later.
 
 NOT_RECORDED = float("nan")
 
+_NO_BASELINE = tf.int64.min
+_NEVER = tf.int64.max
+
 _XLA_MESSAGE = (
     "GraphStepCounter was called inside an XLA-compiled function "
     "(tf.function(jit_compile=True), or a TPU computation): tf.timestamp() "
@@ -158,6 +161,13 @@ class GraphStepCounter(tf.Module):
             self._last_step = tf.Variable(
                 tf.constant(0, tf.int64), trainable=False, name="last_step"
             )
+            # The first step at which a step trigger is due: the per-call
+            # test is one read and one compare. INT64_MIN before a baseline
+            # (any step is due); never for every_n_secs, whose test is
+            # the clock's.
+            self._next_due_step = tf.Variable(
+                tf.constant(_NO_BASELINE, tf.int64), trainable=False, name="next_due_step"
+            )
             self._last_time = tf.Variable(
                 tf.constant(0.0, tf.float64), trainable=False, name="last_time"
             )
@@ -199,6 +209,7 @@ class GraphStepCounter(tf.Module):
         the last call should not count, e.g. after evaluation.
         """
         self._has_baseline.assign(False)
+        self._next_due_step.assign(_NO_BASELINE)
         self._examples.assign(0.0)
         self._start_time.assign(tf.timestamp())
 
@@ -215,16 +226,20 @@ class GraphStepCounter(tf.Module):
     # Graph pieces. ---------------------------------------------------------
 
     def _is_due(self, step: tf.Tensor) -> tf.Tensor:
-        """The v1 trigger rule, as a boolean tensor."""
-        if self._every_n_steps is not None:
-            threshold_reached = step >= self._last_step + self._every_n_steps
-        else:
-            threshold_reached = tf.timestamp() >= self._last_time + self._every_n_secs
-        new_step = tf.not_equal(step, self._last_step)
-        return tf.logical_or(
-            tf.logical_not(self._has_baseline),
-            tf.logical_and(new_step, threshold_reached),
+        """The v1 trigger rule, as a boolean tensor.
+
+        `_next_due_step` folds "no baseline yet", "every_n_steps reached"
+        and "not the step of the last trigger" (every_n_steps >= 1) into one
+        compare, since this runs on every call.
+        """
+        due_by_step = step >= self._next_due_step
+        if self._every_n_secs is None:
+            return due_by_step
+        due_by_time = tf.logical_and(
+            tf.timestamp() >= self._last_time + self._every_n_secs,
+            tf.not_equal(step, self._last_step),
         )
+        return tf.logical_or(due_by_step, due_by_time)
 
     def _trigger(self, step: tf.Tensor) -> tf.Tensor:
         now = tf.timestamp()
@@ -246,11 +261,17 @@ class GraphStepCounter(tf.Module):
             updates = [
                 self._last_time.assign(tf.timestamp()),
                 self._last_step.assign(step),
+                self._next_due_step.assign(self._next_due_after(step)),
                 self._has_baseline.assign(True),
                 self._examples.assign(0.0),
             ]
         with tf.control_dependencies(updates):
             return tf.identity(rate)
+
+    def _next_due_after(self, step: tf.Tensor) -> tf.Tensor:
+        if self._every_n_steps is None:
+            return tf.constant(_NEVER, tf.int64)
+        return step + self._every_n_steps
 
     def _record(self, step, elapsed_steps, elapsed_secs, examples) -> tf.Tensor:
         rate = elapsed_steps / elapsed_secs
