@@ -22,7 +22,6 @@ from keras_stepcounter.rates import (
     DEFAULT_TAG,
     TIME_TO_FIRST_STEP_TAG,
     RateTracker,
-    log_rate,
 )
 from keras_stepcounter.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer
@@ -302,7 +301,7 @@ class StepCounter(keras.callbacks.Callback):
             self._maybe_record_time_to_first_step(step)
         scalars = self._rates.observe(step)
         if scalars is not None:
-            self._record(step, scalars)
+            self._rates.record(self._writer, step, scalars)
         self._note_read(step)
         self._own_work_end = self._clock()
 
@@ -333,12 +332,6 @@ class StepCounter(keras.callbacks.Callback):
         else:
             self._calls_until_read = max(1, math.ceil(steps_left / self._steps_per_call))
         self._deadline = self._timer.trigger_deadline()
-
-    def _record(self, step: int, scalars: Dict[str, float]) -> None:
-        self._writer.write(step, scalars)
-        log_rate(self.tag, scalars[self.tag])
-        # Recording is not training: the next interval starts from here.
-        self._timer.restart_clock()
 
     def _maybe_record_time_to_first_step(self, step: int) -> None:
         if not self._record_time_to_first_step or self._train_begin_time is None:

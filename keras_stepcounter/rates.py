@@ -9,7 +9,7 @@ hand them here, and pass what comes back to a writer.
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional
+from typing import Dict, Optional, Protocol
 
 from keras_stepcounter.timer import SecondOrStepTimer
 
@@ -30,6 +30,12 @@ _STALL_MESSAGE = (
     "tf.train.get_global_step() to Optimizer.apply_gradients or "
     "Optimizer.minimize."
 )
+
+
+class ScalarSink(Protocol):
+    """What a recorder writes through (the writers in `writer/`)."""
+
+    def write(self, step: int, scalars: Dict[str, float]) -> bool: ...
 
 
 class RateTracker:
@@ -84,6 +90,16 @@ class RateTracker:
         if elapsed_secs is None or elapsed_secs <= 0 or elapsed_steps <= 0:
             return None
         return self.scalars(elapsed_steps, elapsed_secs, examples)
+
+    def record(self, sink: ScalarSink, step: int, scalars: Dict[str, float]) -> None:
+        """Writes `scalars` at `step`, logs the v1 line, and restarts the clock.
+
+        Recording is not training: the next interval starts once the
+        record is written, flushed and logged (SPEC section 3).
+        """
+        sink.write(step, scalars)
+        log_rate(self.tag, scalars[self.tag])
+        self.timer.restart_clock()
 
     def scalars(
         self, elapsed_steps: int, elapsed_secs: float, examples: float = 0.0

@@ -101,3 +101,28 @@ def test_stall_warning_at_most_five_times(tf_log):
     warnings = [m for _, m in tf_log.messages if "has not been increased" in m]
     assert len(warnings) == 5
     assert "Current value (could be stable): 7 vs previous value: 7" in warnings[0]
+
+
+def test_record_writes_logs_and_takes_the_new_baseline_after_its_work(
+    fake_clock, tf_log
+):
+    class SlowSink:
+        def __init__(self):
+            self.written = []
+
+        def write(self, step, scalars):
+            fake_clock.advance(0.5)  # Writing and flushing take time.
+            self.written.append((step, scalars))
+            return True
+
+    tracker = RateTracker(SecondOrStepTimer(every_steps=10, clock=fake_clock))
+    sink = SlowSink()
+    tracker.observe(1)
+    fake_clock.advance(1.0)
+    scalars = tracker.observe(11)
+    tracker.record(sink, 11, scalars)
+    fake_clock.advance(1.0)
+    # The 0.5 s of writing is not in the next interval: 10 steps in 1 s.
+    assert tracker.observe(21) == {"global_step/sec": 10.0}
+    assert sink.written == [(11, {"global_step/sec": 10.0})]
+    assert (20, "global_step/sec: 10") in tf_log.messages

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import tensorflow as tf
 
 from keras_stepcounter import _checks
-from keras_stepcounter.rates import RateTracker, log_rate
+from keras_stepcounter.rates import RateTracker
 from keras_stepcounter.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import (
     V1ScalarWriter,
@@ -141,19 +141,13 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
             global_step = run_context.session.run(self._global_step_tensor)
             scalars = self._rates.observe(global_step)
             if scalars is not None:
-                self._record(global_step, scalars)
+                self._rates.record(self._writer, global_step, scalars)
         # v1 compares stale steps, not the timer's, for the stall warning.
         self._rates.warn_if_stalled(stale_global_step, self._last_global_step)
         self._last_global_step = stale_global_step
 
     def end(self, session: Any) -> None:
         self._writer.flush()
-
-    def _record(self, global_step: int, scalars: dict) -> None:
-        self._writer.write(global_step, scalars)
-        log_rate(self.tag, scalars[self.tag])
-        # Recording is not training: the next interval starts from here.
-        self._timer.restart_clock()
 
 
 def global_step_read() -> Optional[tf.Tensor]:
