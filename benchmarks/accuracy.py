@@ -15,7 +15,7 @@ chosen so a record lands on the last step of the first epoch, and the next
 interval spans the epoch boundary.
 
 Records are read back from the event file with
-`keras_stepcounter.events.read_scalars`.
+`keras_stepcounter.tools.events.read_scalars`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run(settings: Settings) -> List[Row]:
     import tensorflow as tf
 
     import keras_stepcounter
-    from keras_stepcounter.events import read_scalars
+    from keras_stepcounter.tools.events import read_scalars
 
     keras = tf.keras
     every = 20 if settings.quick else 50

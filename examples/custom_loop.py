@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_stepcounter  # noqa: E402
-from keras_stepcounter.events import read_scalars  # noqa: E402
+from keras_stepcounter.tools.events import read_scalars  # noqa: E402
 
 keras = tf.keras
 

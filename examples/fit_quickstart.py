@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_stepcounter  # noqa: E402
-from keras_stepcounter.events import read_scalars  # noqa: E402
-from keras_stepcounter.report import print_report  # noqa: E402
+from keras_stepcounter.tools.events import read_scalars  # noqa: E402
+from keras_stepcounter.tools.report import print_report  # noqa: E402
 
 keras = tf.keras
 

@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 # TF1: from tensorflow.train import StepCounterHook
 from keras_stepcounter.compat.v1 import global_step_read  # noqa: E402
 from keras_stepcounter.compat.v1.train import StepCounterHook  # noqa: E402
-from keras_stepcounter.events import read_scalars  # noqa: E402
+from keras_stepcounter.tools.events import read_scalars  # noqa: E402
 
 
 def build_graph(features=16, batch_size=64, learning_rate=0.05):

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import tensorflow as tf
 
-from keras_stepcounter import _checks
+from keras_stepcounter.core import checks as _checks
 from keras_stepcounter._distribute import is_chief
 from keras_stepcounter._keras import (
     StepReader,
@@ -18,12 +18,12 @@ from keras_stepcounter._keras import (
     step_source_reader,
     steps_per_execution,
 )
-from keras_stepcounter.rates import (
+from keras_stepcounter.core.rates import (
     DEFAULT_TAG,
     TIME_TO_FIRST_STEP_TAG,
     RateTracker,
 )
-from keras_stepcounter.timer import Clock, SecondOrStepTimer
+from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer
 
 EPOCH_LOG_KEY = "steps_per_sec"

@@ -8,8 +8,8 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
-from keras_stepcounter import _checks
-from keras_stepcounter.rates import (
+from keras_stepcounter.core import checks as _checks
+from keras_stepcounter.core.rates import (
     DEFAULT_TAG,
     EXAMPLES_TAG,
     MFU_TAG,

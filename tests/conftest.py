@@ -10,7 +10,7 @@ import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from keras_stepcounter.events import read_scalars  # noqa: E402
+from keras_stepcounter.tools.events import read_scalars  # noqa: E402
 
 
 class FakeClock:

@@ -26,7 +26,7 @@ if ON_TENSORFLOW:
     )
 
 import keras_stepcounter  # noqa: E402
-from keras_stepcounter.events import read_scalars  # noqa: E402
+from keras_stepcounter.tools.events import read_scalars  # noqa: E402
 
 keras = tf.keras
 rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ from tensorflow.python.training import basic_session_run_hooks
 
 import keras_stepcounter
 from keras_stepcounter.compat import v1
-from keras_stepcounter.events import read_scalars
+from keras_stepcounter.tools.events import read_scalars
 
 Oracle = tf.compat.v1.train.StepCounterHook
 TAG = "global_step/sec"
@@ -117,7 +117,7 @@ def test_aliases_mirror_tensorflow():
     assert v1.train.StepCounterHook is v1.StepCounterHook
     assert v1.estimator.StepCounterHook is v1.StepCounterHook
     assert v1.train.SecondOrStepTimer is v1.SecondOrStepTimer
-    assert v1.SecondOrStepTimer is keras_stepcounter.timer.SecondOrStepTimer
+    assert v1.SecondOrStepTimer is keras_stepcounter.core.timer.SecondOrStepTimer
     assert issubclass(v1.StepCounterHook, tf.compat.v1.train.SessionRunHook)
     for method in ("begin", "after_create_session", "before_run", "after_run",
                    "end", "_set_steps_per_run"):

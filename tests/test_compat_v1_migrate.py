@@ -14,7 +14,7 @@ from test_compat_v1 import run_session
 
 import keras_stepcounter
 from keras_stepcounter.compat import v1
-from keras_stepcounter.events import read_scalars
+from keras_stepcounter.tools.events import read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from conftest import steps_of
 
 import keras_stepcounter
 from keras_stepcounter._distribute import _tf_config_says_chief, is_chief
-from keras_stepcounter.events import event_files, read_scalars
+from keras_stepcounter.tools.events import event_files, read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER_SCRIPT = REPO / "tests" / "multiworker_script.py"

@@ -7,7 +7,7 @@ import pytest
 from conftest import steps_of, values_of
 
 import keras_stepcounter
-from keras_stepcounter.events import read_scalars
+from keras_stepcounter.tools.events import read_scalars
 
 
 def _ticker(keras, clock, per_batch=0.125, per_validation_batch=0.0):

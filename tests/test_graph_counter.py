@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import steps_of, values_of
 
 from keras_stepcounter import GraphStepCounter
-from keras_stepcounter.events import read_scalars
+from keras_stepcounter.tools.events import read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import steps_of
 
 import keras_stepcounter
-from keras_stepcounter.events import event_files
+from keras_stepcounter.tools.events import event_files
 
 
 def raise_at_step(keras, step, error):

@@ -16,8 +16,8 @@ import tensorflow as tf
 
 import keras_stepcounter
 from keras_stepcounter import __main__ as cli
-from keras_stepcounter import report
-from keras_stepcounter.report import Stall
+from keras_stepcounter.tools import report
+from keras_stepcounter.tools.report import Stall
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

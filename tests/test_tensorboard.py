@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import keras_stepcounter
-from keras_stepcounter.events import read_scalars
+from keras_stepcounter.tools.events import read_scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_DEADLINE_S = 120.0

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from keras_stepcounter.rates import RateTracker
-from keras_stepcounter.timer import SecondOrStepTimer
+from keras_stepcounter.core.rates import RateTracker
+from keras_stepcounter.core.timer import SecondOrStepTimer
 
 
 def test_timer_needs_exactly_one_of_secs_and_steps():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from keras_stepcounter.rates import tf_logger
+from keras_stepcounter.core.rates import tf_logger
 
 
 class FailureReporter:

@@ -7,9 +7,9 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
-from keras_stepcounter import _checks
-from keras_stepcounter.rates import RateTracker
-from keras_stepcounter.timer import Clock, SecondOrStepTimer
+from keras_stepcounter.core import checks as _checks
+from keras_stepcounter.core.rates import RateTracker
+from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import (
     V1ScalarWriter,
     check_output_dir,

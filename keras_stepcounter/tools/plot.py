@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
-from keras_stepcounter.report import STALL_FRACTION, Report, is_rate_tag
+from keras_stepcounter.tools.report import STALL_FRACTION, Report, is_rate_tag
 
 INSTALL_HINT = "pip install 'keras_stepcounter[plot]' (or: pip install matplotlib)"
 

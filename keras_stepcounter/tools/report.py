@@ -42,7 +42,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, TextIO
 
 import numpy as np
 
-from keras_stepcounter.events import ScalarRecord, read_runs
+from keras_stepcounter.tools.events import ScalarRecord, read_runs
 
 RATE_SUFFIX = "/sec"
 EXTRA_TAGS = ("time_to_first_step", "mfu")

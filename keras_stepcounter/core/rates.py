@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, Optional, Protocol
 
-from keras_stepcounter.timer import SecondOrStepTimer
+from keras_stepcounter.core.timer import SecondOrStepTimer
 
 DEFAULT_TAG = "global_step/sec"
 EXAMPLES_TAG = "examples/sec"
