@@ -111,8 +111,9 @@ def test_step_source_is_read_only_when_a_step_trigger_can_fire(tmp_path, fake_cl
             source.step += 1
             fake_clock.advance(0.25)
             counter.step_done()
-    # Once at the start, then the baseline (1) and the two records.
-    assert source.reads == [0, 1, 11, 21]
+    # Once at the start, then the baseline (1), the two records, and once
+    # at the end of the block (the run's last step).
+    assert source.reads == [0, 1, 11, 21, 30]
     assert steps_of(tmp_path) == [11, 21]
     assert values_of(tmp_path) == [4.0, 4.0]
 
@@ -128,7 +129,7 @@ def test_step_source_is_read_only_when_a_secs_trigger_can_fire(tmp_path, fake_cl
             source.step += 1
             fake_clock.advance(0.25)
             counter.step_done()
-    assert source.reads == [0, 1, 5, 9, 13, 17, 21, 25, 29]
+    assert source.reads == [0, 1, 5, 9, 13, 17, 21, 25, 29, 30]  # 30: the end
     assert steps_of(tmp_path) == [5, 9, 13, 17, 21, 25, 29]
     assert values_of(tmp_path) == [4.0] * 7
 
