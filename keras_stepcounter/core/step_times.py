@@ -77,8 +77,11 @@ class StepTimes:
         # Allocated once: `add` only stores into them.
         self._secs: List[float] = [0.0] * capacity
         self._steps: List[int] = [0] * capacity
-        self._rng = random.Random()
-        self.clear()
+        self._n = 0
+        self._folded: List[_Sample] = []
+        self._block = 1
+        self._dropped_max = -math.inf
+        self._rng = random.Random(_SEED)
 
     @property
     def capacity(self) -> int:
@@ -100,7 +103,7 @@ class StepTimes:
     def clear(self) -> None:
         """Forgets the interval's steps (the buffer is kept)."""
         self._n = 0
-        self._folded: List[_Sample] = []
+        self._folded = []
         self._block = 1
         self._dropped_max = -math.inf
         self._rng.seed(_SEED)
