@@ -131,13 +131,23 @@ def test_fold_keeps_the_max_exact_when_its_call_is_dropped():
     assert summary["step_time/p99"] == 1.0  # The 7 s call was sampled out.
 
 
-def test_fold_keeps_total_weight():
+@pytest.mark.parametrize("steps_of", [lambda i: 2, lambda i: 1 + i % 3])
+def test_fold_keeps_total_weight(steps_of):
     times = StepTimes(capacity=8)
     for i in range(1000):
-        times.add(float(i % 10), steps=2)
-    total = sum(steps for _, steps in times._folded)
-    total += sum(times._steps[: times._n])
-    assert total == 2000
+        times.add(float(i % 10), steps=steps_of(i))
+    total = sum(times._fold_weights) + sum(times._steps[: times._n])
+    assert total == sum(steps_of(i) for i in range(1000))
+
+
+def test_fold_keeps_the_max_per_step_with_mixed_steps():
+    times = StepTimes(capacity=4)
+    times.add(14.0, steps=2)  # 7 s a step: the slowest.
+    for i in range(200):
+        times.add(3.0 * (1 + i % 3), steps=1 + i % 3)  # 3 s a step.
+    summary = times.summary()
+    assert summary["step_time/max"] == 7.0
+    assert summary["step_time/p50"] == 3.0
 
 
 def test_fold_estimates_percentiles_of_a_long_interval():
