@@ -63,7 +63,7 @@ class Sections:
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.clock = clock
-        self.paused = False
+        self._paused = False
         self._sections: Dict[str, _Section] = {}
 
     def timed(self, name: str) -> "_Section":
@@ -71,7 +71,8 @@ class Sections:
         try:
             return self._sections[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name.
-            section = self._sections[check_section_name(name)] = _Section(self)
+            section = _Section(self.clock, counting=not self._paused)
+            self._sections[check_section_name(name)] = section
             return section
 
     def timed_iter(
@@ -112,15 +113,17 @@ class Sections:
         """Stops counting (time that is not in any interval, e.g. between
         epochs) until `resume`; open blocks are counted up to `now`."""
         now = self.clock() if now is None else now
+        self._paused = True
         for section in self._sections.values():
             section.stop_counting(now)
-        self.paused = True
+            section.counting = False
 
     def resume(self, now: Optional[float] = None) -> None:
         """Counts again from `now`; blocks still open count from it."""
         now = self.clock() if now is None else now
-        self.paused = False
+        self._paused = False
         for section in self._sections.values():
+            section.counting = True
             if section.depth:
                 section.start = now
 
@@ -128,10 +131,11 @@ class Sections:
 class _Section:
     """One name's state, and its context manager (reused: no allocation)."""
 
-    __slots__ = ("_owner", "depth", "start", "secs", "seen")
+    __slots__ = ("_clock", "counting", "depth", "start", "secs", "seen")
 
-    def __init__(self, owner: Sections) -> None:
-        self._owner = owner
+    def __init__(self, clock: Callable[[], float], counting: bool) -> None:
+        self._clock = clock
+        self.counting = counting
         self.depth = 0
         self.start: Optional[float] = None  # None: closed, or paused.
         self.secs = 0.0
@@ -141,12 +145,13 @@ class _Section:
         self.depth += 1
         if self.depth == 1:
             self.seen = True
-            self.start = None if self._owner.paused else self._owner.clock()
+            self.start = self._clock() if self.counting else None
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.depth -= 1
-        if self.depth == 0:
-            self.stop_counting(self._owner.clock())
+        if self.depth == 0 and self.start is not None:
+            self.secs += self._clock() - self.start
+            self.start = None
 
     def seconds(self, now: float) -> float:
         return self.secs if self.start is None else self.secs + now - self.start

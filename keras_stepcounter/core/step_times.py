@@ -50,8 +50,9 @@ class StepTimes:
 
     Args:
         capacity: Batch calls kept exactly per interval (at least 2).
-            Beyond it, older calls are folded into a systematic sample
-            (see the module docstring); memory stays fixed either way.
+            Beyond it, the calls are folded into a sample of at most
+            `capacity` blocks (see the module docstring): memory stays
+            bounded and `step_time/max` exact.
 
     Example:
 
