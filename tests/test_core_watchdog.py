@@ -195,7 +195,7 @@ def test_a_hang_gives_one_warning_with_the_training_stack(tf_log):
 
 def test_steady_progress_gives_no_warning(tf_log):
     progress = Progress(time.perf_counter())
-    watchdog = _watchdog(progress, 0.5)
+    watchdog = _watchdog(progress, 1.0)  # Wakes every 0.25 s.
     watchdog.start(threading.get_ident())
     try:
         end = time.perf_counter() + 1.2
