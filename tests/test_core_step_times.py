@@ -1,6 +1,9 @@
 """StepTimes: weighted nearest-rank percentiles, clearing, and the fold."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -182,3 +185,20 @@ def test_clear_after_a_fold_restores_exact_mode():
 def test_bad_capacity_names_the_argument(capacity, error):
     with pytest.raises(error, match="capacity"):
         StepTimes(capacity)
+
+
+@pytest.mark.parametrize("module", ["step_times", "watchdog", "ledger", "sections"])
+def test_core_modules_import_no_framework(module):
+    # The recorders' pure-Python parts: importable without TensorFlow,
+    # Keras or NumPy (tools and tests use them without a framework).
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        f"import sys, keras_stepcounter.core.{module}; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": root}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+        text=True, check=True,
+    )
+    assert out.stdout.strip() == "[]"

@@ -68,7 +68,8 @@ class StallWatchdog:
             pause), or `None` while paused (validation, epoch boundaries).
         last_step: Returns the last global step known, for the messages.
         typical_step_secs: Returns a typical step time in seconds, or
-            `None`; used only by `"auto"`.
+            `None`; used only by `"auto"`. These three are called from the
+            watchdog thread: let them read attributes, nothing more.
         on_stall: Called from the watchdog thread after a stall is
             reported; must be cheap and thread-safe (e.g. set a flag).
         clock: The clock `last_progress` times come from.
