@@ -277,3 +277,20 @@ def test_stack_of_a_finished_thread_says_so(fake_clock, tf_log):
     fake_clock.advance(2)
     watchdog.poll()
     assert "the training thread is not running" in _warnings(tf_log)[0]
+
+
+def test_the_watchdog_ends_when_the_training_thread_ends(tf_log):
+    progress = Progress(time.perf_counter())
+    watchdog = _watchdog(progress, 0.2)
+    trainer = threading.Thread(target=lambda: watchdog.start(threading.get_ident()))
+    trainer.start()
+    trainer.join()
+    try:
+        deadline = time.perf_counter() + 5
+        while watchdog.running and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        assert not watchdog.running
+    finally:
+        watchdog.stop()
+    assert _watchdog_threads() == []
+    assert _warnings(tf_log) == []

@@ -150,7 +150,10 @@ class StallWatchdog:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stops and joins the thread; safe to repeat, or if never started."""
+        """Stops and joins the thread; safe to repeat, or if never started.
+
+        The thread also ends by itself once the training thread has ended.
+        """
         thread, self._thread = self._thread, None
         self._stopped.set()
         if thread is not None and thread is not threading.current_thread():
@@ -230,6 +233,8 @@ class StallWatchdog:
     def _watch(self, stopped: threading.Event) -> None:
         try:
             while not stopped.wait(self.wake_secs()):
+                if self._thread_id not in sys._current_frames():
+                    return  # The training thread ended without stop().
                 self.poll()
         except Exception as error:  # Never let a watchdog bug reach training.
             self._logger.warning(
