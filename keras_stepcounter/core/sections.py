@@ -9,7 +9,9 @@ into `time_frac/<name>`: the share of that record's interval.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TypeVar
+from typing import (
+    Any, Callable, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar,
+)
 
 TIME_FRAC_PREFIX = "time_frac/"
 DEFAULT_ITER_NAME = "input"
@@ -62,24 +64,20 @@ class Sections:
     """
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.clock = clock
+        self._clock = clock
         self._paused = False
         self._sections: Dict[str, _Section] = {}
 
-    def timed(self, name: str) -> "_Section":
+    def timed(self, name: str) -> ContextManager[None]:
         """A context manager adding the seconds spent inside it to `name`."""
-        try:
-            return self._sections[name]
-        except (KeyError, TypeError):  # TypeError: an unhashable name.
-            section = _Section(self.clock, counting=not self._paused)
-            self._sections[check_section_name(name)] = section
-            return section
+        return self._section(name)
 
     def timed_iter(
         self, iterable: Iterable[T], name: str = DEFAULT_ITER_NAME
     ) -> Iterator[T]:
         """Yields the items of `iterable`, timing each `next()` as `name`."""
-        return _timed_items(iter(iterable), self.timed(name))
+        section = self._section(name)  # Checked now, not at the first next().
+        return _timed_items(iter(iterable), section)
 
     def fractions(
         self, interval_secs: float, now: Optional[float] = None
@@ -92,12 +90,20 @@ class Sections:
         """
         if interval_secs <= 0:
             return {}
-        now = self.clock() if now is None else now
+        now = self._clock() if now is None else now
         return {
             TIME_FRAC_PREFIX + name: section.seconds(now) / interval_secs
             for name, section in self._sections.items()
             if section.seen
         }
+
+    def _section(self, name: str) -> "_Section":
+        try:
+            return self._sections[name]
+        except (KeyError, TypeError):  # TypeError: an unhashable name.
+            section = _Section(self._clock, counting=not self._paused)
+            self._sections[check_section_name(name)] = section
+            return section
 
     def clear(self, now: Optional[float] = None) -> None:
         """Starts a new interval at `now` (default: the clock).
@@ -105,14 +111,14 @@ class Sections:
         Time between the `now` of `fractions` and this one (the recorder's
         own work) counts in neither interval.
         """
-        now = self.clock() if now is None else now
+        now = self._clock() if now is None else now
         for section in self._sections.values():
             section.restart(now)
 
     def pause(self, now: Optional[float] = None) -> None:
         """Stops counting (time that is not in any interval, e.g. between
         epochs) until `resume`; open blocks are counted up to `now`."""
-        now = self.clock() if now is None else now
+        now = self._clock() if now is None else now
         self._paused = True
         for section in self._sections.values():
             section.stop_counting(now)
@@ -120,7 +126,7 @@ class Sections:
 
     def resume(self, now: Optional[float] = None) -> None:
         """Counts again from `now`; blocks still open count from it."""
-        now = self.clock() if now is None else now
+        now = self._clock() if now is None else now
         self._paused = False
         for section in self._sections.values():
             section.counting = True
