@@ -211,7 +211,7 @@ def steps_per_execution(model: Any) -> int:
         value = getattr(model, "_steps_per_execution", None)  # tf_keras
     if isinstance(value, _VARIABLE_TYPES) or tf.is_tensor(value):
         value = as_int(value)
-    if isinstance(value, numbers.Integral) and value > 0:
+    if isinstance(value, numbers.Integral) and int(value) > 0:
         return int(value)
     return 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar
 
 import tensorflow as tf
 
@@ -20,11 +20,13 @@ from keras_stepcounter._step_readers import (
 )
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
-from keras_stepcounter.core.recorder import Recorder
+from keras_stepcounter.core.recorder import Recorder, RunSource
+from keras_stepcounter.core.watchdog import check_stall_secs
 from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer
 
 EPOCH_LOG_KEY = "steps_per_sec"
+T = TypeVar("T")
 
 
 class StepCounter(keras.callbacks.Callback):
@@ -78,6 +80,21 @@ class StepCounter(keras.callbacks.Callback):
             or callable instead of `model.optimizer.iterations`.
         steps_per_call: Most global steps one batch callback can cover.
             Default: the model's `steps_per_execution`, else 1.
+        step_time_stats: At each record, also write `step_time/p50`,
+            `/p90`, `/p99` and `/max`: the time of each step of the
+            interval, in seconds, from the batch-end clock reads (a call
+            covering k batches counts as k steps of 1/k its time).
+        stall_secs: Seconds without a step end after which a watchdog
+            thread logs one warning with the training thread's stack, or
+            `"auto"` (ten times the typical step time, at least 60 s).
+            When steps resume, `stall_secs` (the stall's length) is
+            written at that step. Epoch boundaries are not stalls.
+        goodput: At the end of each `fit`, write where its time went:
+            `goodput/total_secs`, `/startup_secs`, `/step_secs`,
+            `/epoch_boundary_secs`, `/recorder_secs`, `/other_secs` (they
+            add up to the total) and `/fraction`; and
+            `goodput/rerun_steps` when a fit starts below a step already
+            recorded in `output_dir`.
         clock: Monotonic clock in seconds. Default `time.perf_counter`;
             tests pass a fake one.
 
@@ -118,6 +135,9 @@ class StepCounter(keras.callbacks.Callback):
         epoch_logs: bool = True,
         step_source: Any = None,
         steps_per_call: Optional[int] = None,
+        step_time_stats: bool = False,
+        stall_secs: Any = None,
+        goodput: bool = False,
         clock: Clock = time.perf_counter,
     ) -> None:
         super().__init__()
@@ -129,6 +149,7 @@ class StepCounter(keras.callbacks.Callback):
         _checks.check_callable("count_fn", count_fn)
         _checks.check_extras(batch_size, count_fn, flops_per_step, peak_flops_per_sec)
         _checks.check_callable("clock", clock, optional=False)
+        stall_secs = check_stall_secs(stall_secs)
         check_summary_writer(summary_writer)
         self._step_source = None if step_source is None else step_source_reader(step_source)
         self._steps_per_call = _checks.check_optional_positive_int(
@@ -148,7 +169,8 @@ class StepCounter(keras.callbacks.Callback):
         self._tag = tag
         self._epoch_logs = bool(epoch_logs)
         # Last: it creates the directory, which a failed check would leave.
-        self._writer = ScalarWriter(check_output_dir(output_dir), summary_writer)
+        self._output_dir = check_output_dir(output_dir)
+        self._writer = ScalarWriter(self._output_dir, summary_writer)
         self._recorder = Recorder(
             rates,
             self._writer,
@@ -156,6 +178,9 @@ class StepCounter(keras.callbacks.Callback):
             count_fn=count_fn,
             time_to_first_step=bool(time_to_first_step),
             pause_between_epochs=bool(pause_between_epochs),
+            step_time_stats=bool(step_time_stats),
+            stall_secs=stall_secs,
+            goodput=bool(goodput),
         )
         # The per-batch call goes straight to the recorder: no extra frame
         # on the hot path (Keras calls instance attributes like methods),
@@ -202,7 +227,9 @@ class StepCounter(keras.callbacks.Callback):
         self._recorder.end_run()
 
     def close(self) -> None:
-        """Closes the event file the counter opened (a user's writer stays open)."""
+        """Closes the event file the counter opened (a user's writer stays open)
+        and stops its stall watchdog, if one still runs."""
+        self._recorder.instruments.stop()
         self._writer.close()
 
     # Custom loops. --------------------------------------------------------
@@ -231,6 +258,27 @@ class StepCounter(keras.callbacks.Callback):
         finally:
             self.on_train_end()
 
+    def timed(self, name: str) -> ContextManager[None]:
+        """A context manager timing a named block: `time_frac/<name>` at each
+        record is the share of that record's interval spent inside it.
+
+        Example:
+
+        ```python
+        with counter.track(optimizer.iterations):
+            for batch in dataset:
+                with counter.timed("step"):
+                    train_step(batch)
+                counter.step_done()
+        ```
+        """
+        return self._recorder.instruments.sections.timed(name)
+
+    def timed_iter(self, iterable: Iterable[T], name: str = "input") -> Iterator[T]:
+        """Yields the items of `iterable`, timing each `next()` as `name`, so
+        a loop's input wait shows as `time_frac/input`."""
+        return self._recorder.instruments.sections.timed_iter(iterable, name)
+
     def step_done(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
         """One training step (or call of several) of a custom loop ended.
 
@@ -243,15 +291,32 @@ class StepCounter(keras.callbacks.Callback):
     def _begin_run(self, reader: StepReader) -> None:
         batches_per_call = self._steps_per_call or steps_per_execution(self.model)
         self._recorder.begin_run(
-            reader,
-            steps_per_call=updates_per_call(batches_per_call, reader.calls_per_update),
-            calls_per_update=reader.calls_per_update,
-            source=reader.description,
+            RunSource(
+                read=reader,
+                description=reader.description,
+                batches_per_call=batches_per_call,
+                steps_per_call=updates_per_call(batches_per_call, reader.calls_per_update),
+                calls_per_update=reader.calls_per_update,
+                highest_recorded=self._highest_recorded_step,
+            )
         )
         if not is_chief(self.model):
             self._recorder.go_idle()
             return
         self._writer.open()
+
+    def _highest_recorded_step(self) -> Optional[int]:
+        """The highest step of any record in `output_dir` (once per fit)."""
+        if self._output_dir is None:
+            return None
+        from keras_stepcounter.tools.events import read_scalars
+
+        try:
+            scalars = read_scalars(self._output_dir)
+        except Exception:  # A report's problem, not training's.
+            return None
+        steps = [r.step for records in scalars.values() for r in records]
+        return max(steps, default=None)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "StepCounter":
         """A new counter with the same settings (tuners deep-copy callbacks).

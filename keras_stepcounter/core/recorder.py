@@ -2,39 +2,54 @@
 
 The Keras callback maps Keras's hooks onto these calls and hands over a
 step reader; everything else (when to read the device counter, what to
-record, epoch pauses, the thread check) is here, in plain Python, driven
-by any clock.
+record, epoch pauses, the thread check, the opt-in instruments) is here,
+in plain Python, driven by any clock.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Protocol
 
-from keras_stepcounter.core.rates import RateTracker, ScalarSink, tf_logger
+from keras_stepcounter.core.instruments import Instruments
+from keras_stepcounter.core.rates import RateTracker
+from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.schedule import ReadSchedule
 
 StepRead = Callable[[], int]
 
-_OFF_THREAD_MESSAGE = (
-    "keras_stepcounter: a batch callback ran on another thread than the one "
-    "that started training (Keras runs batch callbacks on a thread pool when "
-    "fit(callbacks=...) is given a single callback rather than a list). Its "
-    "clock and step reads would no longer belong to the batch, so this run "
-    "records nothing. Pass callbacks=[counter]."
-)
-_READ_FAILED_MESSAGE = (
-    "keras_stepcounter: reading the global step failed (%s: %s); this run "
-    "records nothing more. Training goes on."
-)
-_NEVER_MOVED_MESSAGE = (
-    "keras_stepcounter: the global step read from %s has not moved in %d "
-    "batches of this run (still %d), so nothing can be recorded. If your "
-    "train_step applies gradients with another optimizer than "
-    "model.optimizer (a GAN, say), pass the counter that moves: "
-    "StepCounter(step_source=generator_optimizer.iterations)."
-)
+
+class RecordSink(Protocol):
+    """Where records go (the sinks in `writer/`)."""
+
+    def write(self, step: int, scalars: Dict[str, float]) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """What a run reads its step from, and how steps relate to batch calls.
+
+    Args:
+        read: Returns the global step (a device read: called rarely).
+        description: What `read` reads, in words, for warnings.
+        batches_per_call: Batches one batch-end call covers
+            (`steps_per_execution`).
+        steps_per_call: Most global steps one call can advance.
+        calls_per_update: Calls per applied update (gradient accumulation).
+        highest_recorded: Returns the highest step already recorded where
+            this run writes, for `goodput/rerun_steps` (read once a run).
+    """
+
+    read: StepRead
+    description: str = "the step source"
+    batches_per_call: int = 1
+    steps_per_call: int = 1
+    calls_per_update: int = 1
+    highest_recorded: Callable[[], Optional[int]] = lambda: None
 
 
 class Recorder:
@@ -47,60 +62,89 @@ class Recorder:
 
     Args:
         rates: Trigger timer and formulas.
-        sink: Where records go (`write(step, scalars)`, `flush()`).
+        sink: Where records go.
         clock: Monotonic clock in seconds.
         count_fn: `count_fn(logs) -> number` of examples in a batch.
         time_to_first_step: Record, once per run, the seconds from
             `begin_run` to the end of the first step.
         pause_between_epochs: Leave the time from `pause_steps` to the
             next `begin_steps` out of the rates.
+        step_time_stats, stall_secs, goodput: The opt-in instruments.
+
+    Example:
+
+    ```python
+    recorder = Recorder(RateTracker(SecondOrStepTimer(every_steps=100)), sink,
+                        time.perf_counter)
+    recorder.begin_run(RunSource(read=lambda: step))
+    recorder.begin_steps()
+    for _ in range(1000):
+        train_step(); step += 1
+        recorder.batch_end()
+    recorder.end_run()
+    ```
     """
 
     def __init__(
         self,
         rates: RateTracker,
-        sink: ScalarSink,
+        sink: RecordSink,
         clock: Callable[[], float],
         *,
         count_fn: Optional[Callable[[Dict[str, Any]], float]] = None,
         time_to_first_step: bool = False,
         pause_between_epochs: bool = True,
+        step_time_stats: bool = False,
+        stall_secs: Any = None,
+        goodput: bool = False,
     ) -> None:
-        self._rates = rates
-        self._sink = sink
-        self._clock = clock
+        self._rates, self._sink, self._clock = rates, sink, clock
         self._count_fn = count_fn
         self._time_to_first_step = time_to_first_step
         self._pause_between_epochs = pause_between_epochs
         self._schedule = ReadSchedule(rates.timer)
-        self._warned: set = set()
+        self._warnings = RunWarnings(rates)
+        self.instruments = Instruments(
+            clock,
+            step_time_stats=step_time_stats,
+            stall_secs=stall_secs,
+            goodput=goodput,
+            progress=self._progress,
+            last_step=lambda: self._last_read_step,
+            typical_step_secs=lambda: self._typical_step_secs,
+            force_read=self._force_read,
+        )
+        if step_time_stats:  # Chosen once: no flag test per batch.
+            self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
+        self._source = RunSource(read=lambda: 0)
+        self._calls_until_read: float = 1
+        self._deadline = -math.inf
+        self._last_read_step: Optional[int] = None
+        self._typical_step_secs: Optional[float] = None
+        self._in_steps, self._steps_start = False, 0.0
+        self._last_batch_end = self._step_start = 0.0
+        self.stretch_rate: Optional[float] = None
         self._leave_run()
 
     # Run lifecycle. --------------------------------------------------------
 
-    def begin_run(
-        self, read_step: StepRead, steps_per_call: int = 1, calls_per_update: int = 1,
-        source: str = "the step source",
-    ) -> None:
+    def begin_run(self, source: RunSource) -> None:
         """Starts a run; the first step is read at the first `begin_steps`."""
         self._rates.reset()
-        self._schedule.steps_per_call = steps_per_call
-        self._read_step: Optional[StepRead] = read_step
         self._source = source
-        self._calls_per_update = calls_per_update
+        self._schedule.steps_per_call = source.steps_per_call
+        self._read_step: Optional[StepRead] = source.read
         self._thread: Optional[int] = threading.get_ident()
         self._run_begin = self._clock()
         self._run_start_step: Optional[int] = None
-        self._last_read_step: Optional[int] = None
-        self._run_calls = 0
+        self._last_read_step = None
+        self._warnings.run_begins(source)
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
         self._first_step_pending = True
         self._in_steps = False
         self._paused_since: Optional[float] = None
-        self._steps_start: Optional[float] = None
-        self._steps_start_step: Optional[int] = None
-        self._last_batch_end: Optional[float] = None
+        self.instruments.run_begins(self._run_begin)
 
     def go_idle(self) -> None:
         """Records nothing until the next `begin_run` (a non-chief worker, or
@@ -108,8 +152,8 @@ class Recorder:
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = math.inf, math.inf
         self._in_steps = False
-        self._steps_start = None
         self.stretch_rate = None
+        self.instruments.stop()
 
     @property
     def idle(self) -> bool:
@@ -119,21 +163,31 @@ class Recorder:
         """Training steps start (an epoch's first batch, or a loop's start)."""
         if self._read_step is None or self.idle or self._in_steps:
             return
-        if self._run_start_step is None:
-            # The run's first step is read here, not in `begin_run`: after
-            # every callback's on_train_begin (BackupAndRestore restores
-            # the step there, in any list order).
-            self._run_start_step = self._last_read_step = self._safe_read(first=True)
-            if self.idle:
-                return
+        if self._run_start_step is None and not self._read_run_start():
+            return
         now = self._clock()
         if self._paused_since is not None:
             self._rates.timer.exclude(now - self._paused_since)
             self._deadline = self._rates.timer.trigger_deadline()
             self._paused_since = None
-        self._in_steps = True
-        self._steps_start, self._steps_start_step = now, self._last_read_step
-        self.stretch_rate: Optional[float] = None
+        self._in_steps, self.stretch_rate = True, None
+        self._steps_start = self._step_start = now
+        self._steps_start_step = self._last_read_step
+        self.instruments.steps_resumed(now)
+
+    def _read_run_start(self) -> bool:
+        # The run's first step is read at its first batch, not in
+        # `begin_run`: after every callback's on_train_begin
+        # (BackupAndRestore restores the step there, in any list order).
+        step = self._safe_read(first=True)
+        if step is None:
+            return False
+        self._run_start_step = self._last_read_step = step
+        self._warnings.started(step)
+        rerun = self.instruments.rerun(step, self._source.highest_recorded())
+        if rerun:
+            self._sink.write(step, rerun)
+        return True
 
     def pause_steps(self) -> None:
         """Training steps stop (validation or epoch end begins).
@@ -148,15 +202,19 @@ class Recorder:
         self._in_steps = False
         if self._pause_between_epochs:
             self._paused_since = now
+        self.instruments.steps_paused(now)
         step = self._safe_read()
-        if step is None:
-            return
-        self._note_read(step)
-        self.stretch_rate = _rate(self._steps_start_step, step, self._steps_start, now)
+        if step is not None:
+            self._note_read(step)
+            self.stretch_rate = _rate(self._steps_start_step, step, self._steps_start, now)
 
     def end_run(self) -> None:
-        """Ends the run and flushes."""
-        self.pause_steps()
+        """Ends the run: the goodput ledger (if on), then a flush."""
+        if self._read_step is not None and not self.idle:
+            self.pause_steps()
+            scalars = self.instruments.run_ends(self._clock(), None)
+            if scalars and self._last_read_step is not None:
+                self._sink.write(self._last_read_step, scalars)
         self._sink.flush()
         self._leave_run()
 
@@ -177,9 +235,17 @@ class Recorder:
         self._calls_since_read += 1
         if self._calls_since_read < self._calls_until_read and now < self._deadline:
             return
-        self._read_and_maybe_record()
+        self._read_and_maybe_record(now)
 
-    def _read_and_maybe_record(self) -> None:
+    def _timed_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
+        now = self._clock()
+        self.instruments.step_times.add(  # type: ignore[union-attr]
+            now - self._step_start, self._source.batches_per_call
+        )
+        self._step_start = now
+        Recorder.batch_end(self, batch, logs)
+
+    def _read_and_maybe_record(self, now: float) -> None:
         if self._read_step is None:
             raise RuntimeError(
                 "step_done() was called outside a run: call it inside "
@@ -187,23 +253,36 @@ class Recorder:
                 "keras.callbacks.CallbackList, starting with on_train_begin)."
             )
         if threading.get_ident() != self._thread:
-            self._warn_once("off_thread", _OFF_THREAD_MESSAGE)
+            self._warnings.off_thread()
             self.go_idle()
             return
         step = self._safe_read()
         if step is None:
             return
-        self._check_progress(step)
+        self._warnings.check_progress(step, self._last_read_step, self._calls_since_read)
         if self._first_step_pending:
-            self._first_step_pending = False
-            self._first_step_done(step)
-        scalars = self._rates.observe(step)
-        if scalars is not None:
-            self._rates.record(self._sink, step, scalars)
+            self._first_step_done(step, now)
+        stall = self.instruments.stall_ended(now, step)
+        if stall:
+            self._sink.write(step, stall)
+        self._observe(step, now)
         self._note_read(step)
+        work_end = self._step_start = self._clock()
+        self.instruments.recorder_worked(work_end - now)
+
+    def _observe(self, step: int, now: float) -> None:
+        baseline = self._rates.timer.last_triggered_step()
+        scalars = self._rates.observe(step)
+        if scalars is not None and baseline is not None:
+            interval_secs = (step - baseline) / scalars[self._rates.tag]
+            self._typical_step_secs = interval_secs / (step - baseline)
+            scalars.update(self.instruments.at_record(interval_secs, now))
+            self._rates.record(self._sink, step, scalars)
+        if self._rates.timer.last_triggered_step() != baseline:
+            self.instruments.interval_restarts(self._clock())
 
     def _note_read(self, step: int) -> None:
-        self._run_calls += self._calls_since_read
+        self._warnings.calls_read(self._calls_since_read)
         self._calls_until_read, self._deadline = self._schedule.next_read(
             step, self._calls_since_read, self._last_read_step
         )
@@ -222,51 +301,40 @@ class Recorder:
         except Exception as error:  # A measuring tool must not stop training.
             if first and isinstance(error, TypeError):
                 raise
-            tf_logger.warning(_READ_FAILED_MESSAGE, type(error).__name__, error)
+            self._warnings.read_failed(error)
             self.go_idle()
             return None
 
-    def _first_step_done(self, step: int) -> None:
+    def _first_step_done(self, step: int, now: float) -> None:
+        self._first_step_pending = False
+        self.instruments.first_step_done(now)
         if self._time_to_first_step:
             seconds = self._clock() - self._run_begin
             self._sink.write(step, {"time_to_first_step": seconds})
-
-    def _check_progress(self, step: int) -> None:
-        """The v1 warning when the step stood still over a full update, and a
-        Keras user's one when it never moved in this run."""
-        if self._calls_since_read >= self._calls_per_update:
-            self._rates.warn_if_stalled(step, self._last_read_step)
-        calls = self._run_calls + self._calls_since_read
-        if step == self._run_start_step and calls > 2 * self._calls_per_update:
-            self._warn_once(
-                "never_moved", _NEVER_MOVED_MESSAGE, self._source, calls, step
-            )
 
     def _count_examples(self, logs: Optional[Dict[str, Any]]) -> None:
         assert self._count_fn is not None
         try:
             self._rates.add_examples(float(self._count_fn(logs or {})))
         except Exception as error:  # A counting bug must not stop training.
-            self._warn_once(
-                "count_fn",
-                "keras_stepcounter: count_fn failed (%s); its batches are "
-                "left out of examples/sec (warned once).",
-                error,
-            )
+            self._warnings.count_fn_failed(error)
 
-    def _warn_once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            tf_logger.warning(message, *args)
+    # For the stall watchdog's thread: attribute reads only.
+
+    def _progress(self) -> Optional[float]:
+        if not self._in_steps:
+            return None
+        return max(self._last_batch_end, self._steps_start)
+
+    def _force_read(self) -> None:
+        self._deadline = -math.inf
 
 
 def _rate(
-    start_step: Optional[int], step: int, start_time: Optional[float], now: float
+    start_step: Optional[int], step: int, start_time: float, now: float
 ) -> Optional[float]:
     """Steps per second from (start_time, start_step) to (now, step), if any."""
-    if start_step is None or start_time is None:
-        return None
     seconds = now - start_time
-    if seconds <= 0 or step <= start_step:
+    if start_step is None or seconds <= 0 or step <= start_step:
         return None
     return (step - start_step) / seconds
