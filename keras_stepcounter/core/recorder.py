@@ -202,7 +202,10 @@ class Recorder:
         self._in_steps = False
         if self._pause_between_epochs:
             self._paused_since = now
-        self.instruments.steps_paused(now)
+        # The ledger's boundary starts where the last batch (and the
+        # counter's own work on it) ended: what Keras does between the
+        # loops (tracing the validation function, say) is not step time.
+        self.instruments.steps_paused(max(self._last_batch_end, self._step_start))
         step = self._safe_read()
         if step is not None:
             self._note_read(step)
