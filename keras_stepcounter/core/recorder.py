@@ -114,8 +114,10 @@ class Recorder:
             typical_step_secs=lambda: self._typical_step_secs,
             force_read=self._force_read,
         )
-        if step_time_stats:  # Chosen once: no flag test per batch.
+        if self.instruments.step_times is not None:  # Chosen once, not per batch.
+            self._add_step_time = self.instruments.step_times.add
             self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
+        self._batches_per_call = 1
         self._source = RunSource(read=lambda: 0)
         self._calls_until_read: float = 1
         self._deadline = -math.inf
@@ -132,6 +134,7 @@ class Recorder:
         """Starts a run; the first step is read at the first `begin_steps`."""
         self._rates.reset()
         self._source = source
+        self._batches_per_call = source.batches_per_call
         self._schedule.steps_per_call = source.steps_per_call
         self._read_step: Optional[StepRead] = source.read
         self._thread: Optional[int] = threading.get_ident()
@@ -241,12 +244,20 @@ class Recorder:
         self._read_and_maybe_record(now)
 
     def _timed_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        now = self._clock()
-        self.instruments.step_times.add(  # type: ignore[union-attr]
-            now - self._step_start, self._source.batches_per_call
-        )
+        """`batch_end` that also keeps the step's time (`step_time_stats`).
+
+        The same lines as `batch_end` with two more, not a call to it: a
+        second frame and clock read would double the per-batch cost.
+        """
+        now = self._last_batch_end = self._clock()
+        self._add_step_time(now - self._step_start, self._batches_per_call)
         self._step_start = now
-        Recorder.batch_end(self, batch, logs)
+        if self._count_fn is not None:
+            self._count_examples(logs)
+        self._calls_since_read += 1
+        if self._calls_since_read < self._calls_until_read and now < self._deadline:
+            return
+        self._read_and_maybe_record(now)
 
     def _read_and_maybe_record(self, now: float) -> None:
         if self._read_step is None:
