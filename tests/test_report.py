@@ -17,6 +17,7 @@ import tensorflow as tf
 import keras_stepcounter
 from keras_stepcounter import __main__ as cli
 from keras_stepcounter.tools import report
+from keras_stepcounter.tools.events import event_files
 from keras_stepcounter.tools.report import Stall
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -196,10 +197,24 @@ def test_json_schema(fit_logdir, capsys):
                     "min": 2.0,
                     "stall_threshold": 2.5,
                     "stalls": [{"from_step": 11, "step": 21, "value": 2.0}],
+                    "non_finite": [],
                 }
             }
         },
+        "sources": {
+            "fit": {
+                "directory": str(fit_logdir / "fit"),
+                "event_files": [os.path.basename(p) for p in event_files(
+                    str(fit_logdir / "fit"))],
+            }
+        },
+        "step_time": {},
+        "watchdog_stalls": {},
+        "goodput": {},
+        "time_frac": {},
+        "notices": [],
     }
+    assert len(data["sources"]["fit"]["event_files"]) == 1
 
 
 def test_json_of_extras_has_null_stalls(v2_logdir, capsys):
@@ -275,7 +290,6 @@ def _run_cli(*args):
     )
 
 
-@pytest.mark.slow  # Two fresh Python processes importing TensorFlow.
 def test_module_entry_point(fit_logdir, tmp_path):
     done = _run_cli("report", str(fit_logdir), "--json")
     assert done.returncode == 0, done.stderr

@@ -1,0 +1,126 @@
+"""Finding the runs under a LOGDIR, as TensorBoard does, and telling runs apart.
+
+A run is a directory holding event files, named by its path relative to
+LOGDIR (`.` for LOGDIR itself). Links to directories are followed (each
+directory read once). LOGDIR may also be a single event file.
+
+One directory can hold several runs one after the other: the same
+`output_dir` used by two trainings whose steps start over (a second script
+run, a restart from an older checkpoint). TensorBoard draws such records as
+one line that jumps back; averaging them as one run would be wrong. So the
+records of a directory (its event files in name order, each in file order)
+are cut wherever a recorder tag's step is not above that tag's previous
+step, and each stretch becomes its own run, named `<dir>#1`, `<dir>#2`, ...
+(usually one per event file), with a notice. Steps that continue in a new
+event file (a resumed training) stay one run.
+
+Everything that could not be read, or was read only in part, becomes a
+one-line notice naming the file; the rest is still read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence, Set
+
+from keras_stepcounter.tools.events import (
+    EventFileRead,
+    ScalarRecord,
+    is_event_file_name,
+    read_event_file,
+)
+from keras_stepcounter.tools.tags import is_recorder_tag
+
+
+@dataclass
+class Run:
+    """The scalars of one run, by tag, and the event files they came from."""
+
+    name: str
+    directory: str
+    files: List[str] = field(default_factory=list)
+    scalars: Dict[str, List[ScalarRecord]] = field(default_factory=dict)
+
+
+@dataclass
+class LogdirRead:
+    runs: List[Run]
+    notices: List[str]
+
+
+def read_logdir(logdir: str) -> LogdirRead:
+    """Every run under `logdir` (a directory or one event file), and notices.
+
+    Runs without any scalar are left out. Never raises for what is under
+    `logdir`; the caller checks `logdir` itself.
+    """
+    notices: List[str] = []
+    runs: List[Run] = []
+    if not os.path.isdir(logdir):
+        file_runs = _split_runs(os.path.basename(logdir), logdir, [logdir], notices)
+        return LogdirRead(file_runs, notices)
+    for directory, names in _walk(logdir, notices):
+        paths = [os.path.join(directory, n) for n in names if is_event_file_name(n)]
+        if paths:
+            name = os.path.relpath(directory, logdir)
+            runs.extend(_split_runs(name, directory, paths, notices))
+    return LogdirRead(runs, notices)
+
+
+def _walk(logdir: str, notices: List[str]):
+    """(directory, sorted names in it), top-down; links followed, once each."""
+    seen: Set[str] = set()
+
+    def unreadable(error: OSError) -> None:
+        notices.append(f"{error.filename}: cannot list: {error.strerror or error}")
+
+    for directory, dirnames, filenames in os.walk(
+        logdir, onerror=unreadable, followlinks=True
+    ):
+        real = os.path.realpath(directory)
+        if real in seen:  # A link back up the tree, or a second link to it.
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        yield directory, sorted(dirnames + filenames)
+
+
+def _split_runs(
+    name: str, directory: str, paths: Sequence[str], notices: List[str]
+) -> List[Run]:
+    reads: List[EventFileRead] = []
+    for path in paths:
+        read = read_event_file(path)
+        if read.problem is not None:
+            notices.append(read.notice())
+        reads.append(read)
+    stretches: List[Run] = [Run(name, directory)]
+    last_step: Dict[str, int] = {}
+    restarts: List[str] = []
+    for read in reads:
+        for tag, record in read.scalars:
+            if is_recorder_tag(tag) and record.step <= last_step.get(tag, record.step - 1):
+                restarts.append(
+                    f"step {record.step} of {tag} in {os.path.basename(read.path)} "
+                    f"after step {last_step[tag]}"
+                )
+                stretches.append(Run(name, directory))
+                last_step = {}
+            if is_recorder_tag(tag):
+                last_step[tag] = record.step
+            run = stretches[-1]
+            run.scalars.setdefault(tag, []).append(record)
+            if not run.files or run.files[-1] != read.path:
+                run.files.append(read.path)
+    runs = [run for run in stretches if run.scalars]
+    if len(runs) > 1:
+        for number, run in enumerate(runs, start=1):
+            run.name = f"{name}#{number}"
+        notices.append(
+            f"{directory}: holds {len(runs)} runs, its steps start over "
+            f"({restarts[0]}); reported apart as "
+            f"{', '.join(run.name for run in runs)}, never averaged as one"
+        )
+    return runs
