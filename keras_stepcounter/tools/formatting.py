@@ -160,6 +160,9 @@ def to_json_dict(report: Report) -> Dict[str, Any]:
         del fields["run"], fields["tag"]
         runs[s.run][s.tag] = fields
     found = report.sections
+    time_frac: Dict[str, Dict[str, Any]] = {}
+    for t in found.time_fracs:
+        time_frac.setdefault(t.run, {})[t.name] = _without_run(asdict(t), "name")
     data = {
         "logdir": report.logdir,
         "percentile_method": PERCENTILE_METHOD,
@@ -173,11 +176,9 @@ def to_json_dict(report: Report) -> Dict[str, Any]:
         "step_time": {t.run: _without_run(asdict(t)) for t in found.step_times},
         "watchdog_stalls": _by_run(found.recorded_stalls),
         "goodput": {ledger.run: _ledger_json(ledger) for ledger in found.ledgers},
-        "time_frac": {},
+        "time_frac": time_frac,
         "notices": list(report.notices),
     }
-    for t in found.time_fracs:
-        data["time_frac"].setdefault(t.run, {})[t.name] = _without_run(asdict(t), "name")
     return strict(data)
 
 

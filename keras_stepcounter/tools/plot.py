@@ -89,6 +89,15 @@ def plot_rates(report: Report, path: str, title: str = "") -> str:
 
     Returns the path written. The default title names the LOGDIR.
     """
+    figure = rate_figure(report, title)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    figure.savefig(path)
+    return path
+
+
+def rate_figure(report: Report, title: str = "") -> Any:
+    """The figure `plot_rates` saves: rates above, step times below if any."""
     agg_figure = require_matplotlib()
     timed = [run for run, scalars in report.runs.items() if scalars.get(P50)]
     figure = agg_figure(figsize=(8, 7 if timed else 4.5), dpi=100)
@@ -98,11 +107,8 @@ def plot_rates(report: Report, path: str, title: str = "") -> str:
     if timed:
         time_axes = figure.add_subplot(2, 1, 2, sharex=rate_axes)
         _draw_step_times(time_axes, report, timed)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path)
-    return path
+    return figure
 
 
 def _points(records: Sequence[ScalarRecord]) -> tuple[List[int], List[float]]:

@@ -151,7 +151,7 @@ def _stalls(records: Sequence[ScalarRecord], threshold: float) -> List[Stall]:
 def summarize_runs(runs: Sequence[Run]) -> List[TagSummary]:
     """Summaries of the main-table tags of `runs`, in run order, then
     `global_step/sec`, other rates, extras."""
-    summaries = []
+    summaries: List[TagSummary] = []
     for run in runs:
         tags = sorted((t for t in run.scalars if is_reported_tag(t)), key=tag_order)
         summaries.extend(summarize_tag(run.name, t, run.scalars[t]) for t in tags)

@@ -13,11 +13,11 @@ value is left, a statistic is None.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Final, List, Optional, Sequence
 
 import numpy as np
 
-PERCENTILE_METHOD = "linear"
+PERCENTILE_METHOD: Final = "linear"
 # A rate record below this fraction of its run's median is a stall.
 STALL_FRACTION = 0.5
 
@@ -31,7 +31,9 @@ def percentiles(values: Sequence[float], qs: Sequence[float]) -> List[Optional[f
     kept = finite(values)
     if not kept:
         return [None] * len(qs)
-    found = np.percentile(np.asarray(kept, dtype=np.float64), qs, method=PERCENTILE_METHOD)
+    found = np.percentile(
+        np.asarray(kept, dtype=np.float64), list(qs), method=PERCENTILE_METHOD
+    )
     return [float(v) for v in found]
 
 
