@@ -31,15 +31,20 @@ RATES = [8.0, 8.0, 2.0, 8.0, 10.0, 3.0, 8.0, 8.0, 8.0, 12.0]
 
 def write_v2(run_dir, tag, steps, values):
     """Tensor-valued scalars from inside a tf.function, as GraphStepCounter."""
+    write_v2_records(run_dir, [(tag, s, v) for s, v in zip(steps, values)])
+
+
+def write_v2_records(run_dir, records):
+    """(tag, step, value) records, in order, through one writer."""
     writer = tf.summary.create_file_writer(str(run_dir))
 
     @tf.function
-    def record(step, value):
+    def record(tag, step, value):
         with writer.as_default():
             tf.summary.scalar(tag, value, step=step)
 
-    for step, value in zip(steps, values):
-        record(tf.constant(step, tf.int64), tf.constant(value, tf.float32))
+    for tag, step, value in records:
+        record(tag, tf.constant(step, tf.int64), tf.constant(value, tf.float32))
     writer.close()
 
 
@@ -57,12 +62,15 @@ def write_v1(run_dir, tag, steps, values):
 
 @pytest.fixture
 def v2_logdir(tmp_path):
-    run = tmp_path / "graph"
-    write_v2(run, "global_step/sec", STEPS, RATES)
-    write_v2(run, "examples/sec", STEPS, [32 * r for r in RATES])
-    write_v2(run, "time_to_first_step", [1], [4.5])
-    write_v2(run, "mfu", [11, 21], [0.25, 0.5])
-    write_v2(run, "epoch_loss", [0, 1], [0.7, 0.6])  # Not a rate: left out.
+    """One run's records in the order a GraphStepCounter writes them."""
+    records = [("epoch_loss", 0, 0.7), ("time_to_first_step", 1, 4.5)]  # Loss: left out.
+    mfu = {11: 0.25, 21: 0.5}
+    for step, rate in zip(STEPS, RATES):
+        records += [("global_step/sec", step, rate), ("examples/sec", step, 32 * rate)]
+        if step in mfu:
+            records.append(("mfu", step, mfu[step]))
+    records.append(("epoch_loss", 1, 0.6))
+    write_v2_records(tmp_path / "graph", records)
     return tmp_path
 
 

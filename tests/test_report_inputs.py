@@ -418,3 +418,22 @@ def test_a_closed_pipe_ends_quietly(small_logdir):
     )
     os.close(write_end)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_two_writers_at_the_same_time_stay_one_run(tmp_path, capsys):
+    # E.g. a GraphStepCounter and a StepCounter with another tag, one directory.
+    writers = [tf.summary.create_file_writer(str(tmp_path / "train")) for _ in range(2)]
+    for step in (100, 200, 300):
+        for writer, tag in zip(writers, ("global_step/sec", "examples/sec")):
+            with writer.as_default():
+                tf.summary.scalar(tag, 4.0, step=step)
+            writer.flush()
+    for writer in writers:
+        writer.close()
+    assert len(event_files(str(tmp_path / "train"))) == 2
+    code, out, err = run_report(capsys, tmp_path)
+    assert (code, err) == (0, "")
+    assert [line.split()[:4] for line in out.splitlines()[1:]] == [
+        ["train", "global_step/sec", "3", "100-300"],
+        ["train", "examples/sec", "3", "100-300"],
+    ]

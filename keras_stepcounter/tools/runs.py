@@ -8,11 +8,12 @@ One directory can hold several runs one after the other: the same
 `output_dir` used by two trainings whose steps start over (a second script
 run, a restart from an older checkpoint). TensorBoard draws such records as
 one line that jumps back; averaging them as one run would be wrong. So the
-records of a directory (its event files in name order, each in file order)
-are cut wherever a recorder tag's step is not above that tag's previous
-step, and each stretch becomes its own run, named `<dir>#1`, `<dir>#2`, ...
-(usually one per event file), with a notice. Steps that continue in a new
-event file (a resumed training) stay one run.
+records of a directory (its event files merged in the order they were
+written, by wall time) are cut wherever a recorder tag's step goes below
+the highest step so far, and each stretch becomes its own run, named
+`<dir>#1`, `<dir>#2`, ... (usually one per event file), with a notice.
+Steps that go on in a new event file (a resumed training), and two
+writers recording at the same time, stay one run.
 
 Everything that could not be read, or was read only in part, becomes a
 one-line notice naming the file; the rest is still read.
@@ -20,9 +21,10 @@ one-line notice naming the file; the rest is still read.
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Set
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from keras_stepcounter.tools.events import (
     EventFileRead,
@@ -30,7 +32,7 @@ from keras_stepcounter.tools.events import (
     is_event_file_name,
     read_event_file,
 )
-from keras_stepcounter.tools.tags import is_recorder_tag
+from keras_stepcounter.tools.tags import STALL_SECS, is_recorder_tag
 
 
 @dataclass
@@ -97,23 +99,22 @@ def _split_runs(
             notices.append(read.notice())
         reads.append(read)
     stretches: List[Run] = [Run(name, directory)]
-    last_step: Dict[str, int] = {}
+    highest: Optional[int] = None
     restarts: List[str] = []
-    for read in reads:
-        for tag, record in read.scalars:
-            if is_recorder_tag(tag) and record.step <= last_step.get(tag, record.step - 1):
+    for path, tag, record in _in_time_order(reads):
+        if _counts_for_order(tag):
+            if highest is not None and record.step < highest:
                 restarts.append(
-                    f"step {record.step} of {tag} in {os.path.basename(read.path)} "
-                    f"after step {last_step[tag]}"
+                    f"step {record.step} of {tag} in {os.path.basename(path)} "
+                    f"after step {highest}"
                 )
                 stretches.append(Run(name, directory))
-                last_step = {}
-            if is_recorder_tag(tag):
-                last_step[tag] = record.step
-            run = stretches[-1]
-            run.scalars.setdefault(tag, []).append(record)
-            if not run.files or run.files[-1] != read.path:
-                run.files.append(read.path)
+                highest = None
+            highest = record.step if highest is None else max(highest, record.step)
+        run = stretches[-1]
+        run.scalars.setdefault(tag, []).append(record)
+        if path not in run.files:
+            run.files.append(path)
     runs = [run for run in stretches if run.scalars]
     if len(runs) > 1:
         for number, run in enumerate(runs, start=1):
@@ -124,3 +125,26 @@ def _split_runs(
             f"{', '.join(run.name for run in runs)}, never averaged as one"
         )
     return runs
+
+
+def _in_time_order(
+    reads: Sequence[EventFileRead],
+) -> Iterator[Tuple[str, str, ScalarRecord]]:
+    """(path, tag, record) of all files, merged by wall time, each file in order.
+
+    Files written at the same time (two writers) interleave as written;
+    files written one after the other follow each other.
+    """
+    streams = [[(read.path, tag, record) for tag, record in read.scalars] for read in reads]
+    return heapq.merge(*streams, key=lambda item: item[2].wall_time)
+
+
+def _counts_for_order(tag: str) -> bool:
+    """Whether a tag's steps show the order of training.
+
+    A recorder writes in time order, its steps never going back, so a step
+    below the highest so far means a new training. `stall_secs` is left
+    out: it names the step where training resumed, which may be written
+    once later steps are.
+    """
+    return is_recorder_tag(tag) and tag != STALL_SECS
