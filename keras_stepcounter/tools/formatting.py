@@ -116,12 +116,13 @@ def _goodput_lines(ledgers: Sequence[GoodputLedger]) -> List[str]:
         return []
     lines = ["", "Goodput (where the wall clock of each fit went):"]
     for ledger in ledgers:
-        fits = ", ".join(
+        fits = "; ".join(
             f"step {f.step}: {format_number(f.total_secs)} s, "
             f"fraction {format_number(f.fraction)}"
             for f in ledger.fits
         )
-        lines.append(f"  {ledger.run}: {len(ledger.fits)} fits ({fits})")
+        count = f"{len(ledger.fits)} fit{'' if len(ledger.fits) == 1 else 's'}"
+        lines.append(f"  {ledger.run}: {count} ({fits})")
         rows = [["bucket", "seconds", "share"]]
         for name, secs in ledger.buckets.items():
             rows.append([name[: -len("_secs")], f"{secs:.2f}", _share(secs, ledger.total_secs)])
@@ -130,7 +131,8 @@ def _goodput_lines(ledgers: Sequence[GoodputLedger]) -> List[str]:
         if len(rows) > 1:
             lines += columns(rows, left=1, indent="    ")
         lines += [
-            f"    re-run steps: {format_number(r.steps)} (recorded at step {r.step})"
+            f"    re-run steps: {r.steps if isinstance(r.steps, int) else format_number(r.steps)}"
+            f" (recorded at step {r.step})"
             for r in ledger.rerun_steps
         ]
     return lines

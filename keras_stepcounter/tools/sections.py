@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.runs import Run
@@ -70,8 +70,10 @@ class FitLedger:
 
 @dataclass(frozen=True)
 class RerunSteps:
+    """`goodput/rerun_steps`: `steps` computed again, recorded at `step`."""
+
     step: int
-    steps: float
+    steps: Union[int, float]
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,10 @@ def summarize_goodput(
         if tag.startswith(GOODPUT_PREFIX) and name != RERUN_STEPS:
             for record in records:
                 by_step.setdefault(record.step, {})[name] = record.value
-    reruns = [RerunSteps(r.step, r.value) for r in scalars.get(GOODPUT_PREFIX + RERUN_STEPS, [])]
+    reruns = [
+        RerunSteps(r.step, int(r.value) if float(r.value).is_integer() else r.value)
+        for r in scalars.get(GOODPUT_PREFIX + RERUN_STEPS, [])
+    ]
     if not by_step and not reruns:
         return None
     fits = [_fit_ledger(step, by_step[step]) for step in sorted(by_step)]
