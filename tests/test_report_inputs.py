@@ -437,3 +437,50 @@ def test_two_writers_at_the_same_time_stay_one_run(tmp_path, capsys):
         ["train", "global_step/sec", "3", "100-300"],
         ["train", "examples/sec", "3", "100-300"],
     ]
+
+
+# The same with the real recorder: StepCounter's own writes.
+
+def _fit(keras, make_model, tiny_data, output_dir, clock, model=None, epochs=1):
+    """30 steps an epoch of 0.125 fake seconds each: records every 10 steps."""
+    import keras_stepcounter
+
+    class Ticker(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            clock.advance(0.125)
+
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=str(output_dir), clock=clock,
+        time_to_first_step=True,
+    )
+    x, y = tiny_data
+    model = model or make_model()
+    model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=[Ticker(), counter])
+    return model
+
+
+def test_stepcounter_output_dir_used_by_two_trainings(
+    keras, make_model, tiny_data, tmp_path, fake_clock, capsys
+):
+    _fit(keras, make_model, tiny_data, tmp_path / "train", fake_clock)
+    # A fresh model: its steps start at 0 again.
+    _fit(keras, make_model, tiny_data, tmp_path / "train", fake_clock)
+    code, out, err = run_report(capsys, tmp_path, "--json")
+    assert code == 0
+    runs = strict_json(out)["runs"]
+    assert list(runs) == ["train#1", "train#2"]
+    assert [runs[r]["global_step/sec"]["records"] for r in runs] == [2, 2]
+    assert "holds 2 runs, its steps start over" in err
+
+
+def test_stepcounter_fits_that_go_on_stay_one_run(
+    keras, make_model, tiny_data, tmp_path, fake_clock, capsys
+):
+    model = _fit(keras, make_model, tiny_data, tmp_path / "train", fake_clock, epochs=2)
+    _fit(keras, make_model, tiny_data, tmp_path / "train", fake_clock, model=model)
+    code, out, err = run_report(capsys, tmp_path, "--json")
+    assert (code, err) == (0, "")
+    runs = strict_json(out)["runs"]
+    assert list(runs) == ["train"]
+    assert runs["train"]["time_to_first_step"]["records"] == 2
+    assert runs["train"]["global_step/sec"]["last_step"] == 81
