@@ -484,3 +484,20 @@ def test_stepcounter_fits_that_go_on_stay_one_run(
     assert list(runs) == ["train"]
     assert runs["train"]["time_to_first_step"]["records"] == 2
     assert runs["train"]["global_step/sec"]["last_step"] == 81
+
+
+def test_nothing_readable_names_each_file_then_fails(tmp_path, capsys):
+    path = write_scalars(tmp_path / "run", rates([10, 20], [4.0, 4.0]))
+    os.truncate(path, record_spans(path)[0][1] + 4)  # Cut inside the first scalar.
+    dangling = tmp_path / "run" / "events.out.tfevents.9.host.1.0.v2"
+    dangling.symlink_to(tmp_path / "removed")
+    code, out, err = run_report(capsys, tmp_path)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"notice: {path}: truncated (its last record is incomplete: a writer "
+        "killed mid-write?); read 1 record before it",
+        f"notice: {dangling}: dangling link (to {str(tmp_path / 'removed')!r})",
+        f"error: no rate records under {str(tmp_path)!r}: no event file has a tag "
+        "of keras_stepcounter's (ending in '/sec', or time_to_first_step, mfu, "
+        "step_time/*, stall_secs, goodput/*, time_frac/*); 2 notices above.",
+    ]

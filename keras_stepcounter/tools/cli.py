@@ -97,9 +97,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         result = report.load_report(args.logdir)
     except report.ReportError as error:
+        report.print_notices(error.notices)
         return _fail(str(error))
-    for notice in result.notices:
-        print(f"notice: {notice}", file=sys.stderr)
+    report.print_notices(result.notices)
     print(formatting.to_json_text(result) if args.json else result.table())
     if args.plot:
         try:

@@ -85,9 +85,10 @@ class EventFileRead:
 
     def notice(self) -> str:
         """One line naming the file and what went wrong, for stderr."""
-        if self.events_read:
-            return f"{self.path}: {self.problem}; read {self.events_read} records before it"
-        return f"{self.path}: {self.problem}"
+        if not self.events_read:
+            return f"{self.path}: {self.problem}"
+        records = f"{self.events_read} record{'' if self.events_read == 1 else 's'}"
+        return f"{self.path}: {self.problem}; read {records} before it"
 
 
 def is_event_file_name(path: str) -> bool:

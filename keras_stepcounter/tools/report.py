@@ -37,15 +37,14 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from keras_stepcounter.tools import formatting, sections
-from keras_stepcounter.tools.events import ScalarRecord, is_event_file_name
-from keras_stepcounter.tools.runs import Run, read_logdir
-from keras_stepcounter.tools.stats import PERCENTILE_METHOD, STALL_FRACTION, percentiles
+from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.runs import Run, logdir_problem, read_logdir
+from keras_stepcounter.tools.stats import STALL_FRACTION, percentiles
 from keras_stepcounter.tools.tags import (
     EXTRA_TAGS,
     RATE_SUFFIX,
@@ -55,15 +54,15 @@ from keras_stepcounter.tools.tags import (
     tag_order,
 )
 
-__all__ = [
-    "PERCENTILE_METHOD", "STALL_FRACTION", "NonFinite", "Report", "ReportError",
-    "Stall", "TagSummary", "is_rate_tag", "load_report", "print_report",
-    "summarize_tag",
-]
-
-
 class ReportError(ValueError):
-    """LOGDIR cannot be reported on: missing, unreadable, or no records in it."""
+    """LOGDIR cannot be reported on: missing, unreadable, or no records in it.
+
+    `notices` names what under it could not be read, if anything.
+    """
+
+    def __init__(self, message: str, notices: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.notices = list(notices)
 
 
 @dataclass(frozen=True)
@@ -190,18 +189,21 @@ def load_report(logdir: str) -> Report:
         ReportError: `logdir` does not exist or cannot be read, or holds no
             records of the recorders' tags.
     """
-    _check_logdir(logdir)
+    problem = logdir_problem(logdir)
+    if problem is not None:
+        raise ReportError(problem)
     read = read_logdir(logdir)
     runs = [run for run in read.runs if any(map(is_recorder_tag, run.scalars))]
     if not runs:
         found = sorted({tag for run in read.runs for tag in run.scalars})
         detail = f" (scalars found: {', '.join(found)})" if found else ""
-        unread = f"; {len(read.notices)} problems: {read.notices[0]}" if read.notices else ""
+        unread = f"; {len(read.notices)} notices above" if read.notices else ""
         raise ReportError(
             f"no rate records under {logdir!r}: no event file has a tag of "
             f"keras_stepcounter's (ending in '{RATE_SUFFIX}', or "
             f"{', '.join(EXTRA_TAGS)}, step_time/*, stall_secs, goodput/*, "
-            f"time_frac/*){detail}{unread}."
+            f"time_frac/*){detail}{unread}.",
+            read.notices,
         )
     return Report(
         logdir=logdir,
@@ -213,25 +215,6 @@ def load_report(logdir: str) -> Report:
     )
 
 
-def _check_logdir(logdir: str) -> None:
-    if not os.path.exists(logdir):
-        if os.path.islink(logdir):
-            raise ReportError(f"LOGDIR {logdir!r} is a dangling link.")
-        raise ReportError(f"LOGDIR {logdir!r} does not exist.")
-    if os.path.isdir(logdir):
-        try:
-            os.scandir(logdir).close()
-        except OSError as error:
-            raise ReportError(
-                f"cannot read LOGDIR {logdir!r}: {error.strerror or error}."
-            ) from None
-    elif not is_event_file_name(logdir):
-        raise ReportError(
-            f"LOGDIR {logdir!r} is not a directory (nor an event file: "
-            "their names hold 'tfevents')."
-        )
-
-
 def print_report(logdir: str, file: Optional[TextIO] = None) -> Report:
     """Prints the text report of `logdir` (to stdout by default) and returns it.
 
@@ -240,8 +223,17 @@ def print_report(logdir: str, file: Optional[TextIO] = None) -> Report:
     Raises:
         ReportError: as `load_report`.
     """
-    report = load_report(logdir)
-    for notice in report.notices:
-        print(f"notice: {notice}", file=sys.stderr)
+    try:
+        report = load_report(logdir)
+    except ReportError as error:
+        print_notices(error.notices)
+        raise
+    print_notices(report.notices)
     print(report.table(), file=file)
     return report
+
+
+def print_notices(notices: Sequence[str]) -> None:
+    """To stderr, one line each."""
+    for notice in notices:
+        print(f"notice: {notice}", file=sys.stderr)

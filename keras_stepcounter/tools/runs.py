@@ -51,11 +51,31 @@ class LogdirRead:
     notices: List[str]
 
 
+def logdir_problem(logdir: str) -> Optional[str]:
+    """Why `logdir` itself cannot be read (one line), or None."""
+    if not os.path.exists(logdir):
+        if os.path.islink(logdir):
+            return f"LOGDIR {logdir!r} is a dangling link."
+        return f"LOGDIR {logdir!r} does not exist."
+    if not os.path.isdir(logdir):
+        if is_event_file_name(logdir):
+            return None
+        return (
+            f"LOGDIR {logdir!r} is not a directory (nor an event file: "
+            "their names hold 'tfevents')."
+        )
+    try:
+        os.scandir(logdir).close()
+    except OSError as error:
+        return f"cannot read LOGDIR {logdir!r}: {error.strerror or error}."
+    return None
+
+
 def read_logdir(logdir: str) -> LogdirRead:
     """Every run under `logdir` (a directory or one event file), and notices.
 
     Runs without any scalar are left out. Never raises for what is under
-    `logdir`; the caller checks `logdir` itself.
+    `logdir`; `logdir_problem` checks `logdir` itself.
     """
     notices: List[str] = []
     runs: List[Run] = []
