@@ -240,8 +240,8 @@ def test_truncated_event_file(tmp_path, capsys):
     assert code == 0
     assert out.splitlines()[1].split()[:4] == ["run", "global_step/sec", "4", "10-40"]
     assert err == (
-        f"notice: {path}: truncated (its last record is incomplete: a writer "
-        "killed mid-write?); read 5 records before it\n"
+        f"notice: {path}: truncated (its last record is incomplete: still being "
+        "written, or its writer was killed); read 5 records before it\n"
     )
 
 
@@ -494,8 +494,8 @@ def test_nothing_readable_names_each_file_then_fails(tmp_path, capsys):
     code, out, err = run_report(capsys, tmp_path)
     assert (code, out) == (2, "")
     assert err.splitlines() == [
-        f"notice: {path}: truncated (its last record is incomplete: a writer "
-        "killed mid-write?); read 1 record before it",
+        f"notice: {path}: truncated (its last record is incomplete: still being "
+        "written, or its writer was killed); read 1 record before it",
         f"notice: {dangling}: dangling link (to {str(tmp_path / 'removed')!r})",
         f"error: no rate records under {str(tmp_path)!r}: no event file has a tag "
         "of keras_stepcounter's (ending in '/sec', or time_to_first_step, mfu, "

@@ -171,7 +171,10 @@ def _events(path: str, read: EventFileRead) -> Iterator[event_pb2.Event]:
 
 def _data_loss_text(message: str) -> str:
     if "truncated" in message:
-        return "truncated (its last record is incomplete: a writer killed mid-write?)"
+        return (
+            "truncated (its last record is incomplete: still being written, "
+            "or its writer was killed)"
+        )
     return "damaged (a record failed its CRC check), the rest of it not read"
 
 

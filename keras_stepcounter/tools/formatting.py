@@ -154,8 +154,19 @@ def _time_frac_lines(found: Sections) -> List[str]:
 
 
 def to_json_dict(report: Report) -> Dict[str, Any]:
-    """The JSON form (see the module `cli` docstring); non-finite numbers
-    become the strings "nan", "inf", "-inf", missing statistics null."""
+    """The JSON form: `{"logdir", "percentile_method", "stall_fraction",
+    "runs": {run: {tag: {records, first_step, last_step, median, p10, p90,
+    min, stall_threshold, stalls: [{from_step, step, value}] or null,
+    non_finite: [{step, value}]}}}, "sources": {run: {directory,
+    event_files}}, "step_time": {run: {records, first_step, last_step, p50,
+    p90, p99, max, max_step}}, "watchdog_stalls": {run: [{step, secs}]},
+    "goodput": {run: {fits: [{step, total_secs, <bucket>_secs..., fraction}],
+    total: {...the same, summed}, rerun_steps: [{step, steps}]}},
+    "time_frac": {run: {name: {records, median, p90}}}, "notices": [...]}`.
+
+    Non-finite numbers become the strings "nan", "inf", "-inf"; a statistic
+    with no finite value to come from is null.
+    """
     runs: Dict[str, Dict[str, Any]] = {name: {} for name in report.runs}
     for s in report.summaries:
         fields = asdict(s)
