@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m keras_stepcounter",
         description="Read back what keras_stepcounter recorded.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
     commands.required = True
     report = commands.add_parser(
         "report",
@@ -52,10 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     report.add_argument(
-        "logdir", metavar="LOGDIR", help="directory of runs (as for tensorboard), or one event file"
+        "logdir",
+        metavar="LOGDIR",
+        help="directory of runs (as for tensorboard), or one event file",
     )
     report.add_argument(
-        "--json", action="store_true", help="print the summary as strict JSON, not a table"
+        "--json",
+        action="store_true",
+        help="print the summary as strict JSON, not a table",
     )
     report.add_argument(
         "--plot", metavar="FILE.png",

@@ -13,12 +13,13 @@ one, and needs no TensorFlow (importing it all takes about 0.7 s here).
 TensorBoard's `EventFileLoader` is not used: it picks its reader through
 `tensorboard.compat.tf`, which imports the real TensorFlow when installed
 (seconds, and C++ start-up lines on stderr), and it drops read errors
-silently. The cost of the reader chosen, measured on the development machine (2 cores, busy
-with other work) on a 4.4 MB file of 60,000 `tf.summary.scalar` records
-(74 bytes each): 0.38 to 0.43 s per MB, two thirds of it in the reader (its
-pure-Python CRC alone 0.13 s per MB) and the rest parsing. So a run's
-rate records (a few hundred KB at most) read in well under a second, and
-a directory with MBs of other summaries (histograms, graphs) in seconds.
+silently. The cost of the reader chosen, measured on the development
+machine (2 cores, busy with other work) on a 4.4 MB file of 60,000
+`tf.summary.scalar` records (74 bytes each): 0.38 to 0.43 s per MB, two
+thirds of it in the reader (its pure-Python CRC alone 0.13 s per MB), the
+rest parsing. So a run's rate records (a few hundred KB at most) read in
+well under a second, and a directory with MBs of other summaries
+(histograms, graphs) in seconds.
 """
 
 from __future__ import annotations

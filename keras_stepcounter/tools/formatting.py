@@ -123,19 +123,23 @@ def _goodput_lines(ledgers: Sequence[GoodputLedger]) -> List[str]:
         )
         count = f"{len(ledger.fits)} fit{'' if len(ledger.fits) == 1 else 's'}"
         lines.append(f"  {ledger.run}: {count} ({fits})")
+        total = ledger.total_secs
         rows = [["bucket", "seconds", "share"]]
         for name, secs in ledger.buckets.items():
-            rows.append([name[: -len("_secs")], f"{secs:.2f}", _share(secs, ledger.total_secs)])
-        if ledger.total_secs is not None:
-            rows.append(["total", f"{ledger.total_secs:.2f}", _share(ledger.total_secs, ledger.total_secs)])
+            rows.append([name[: -len("_secs")], f"{secs:.2f}", _share(secs, total)])
+        if total is not None:
+            rows.append(["total", f"{total:.2f}", _share(total, total)])
         if len(rows) > 1:
             lines += columns(rows, left=1, indent="    ")
         lines += [
-            f"    re-run steps: {r.steps if isinstance(r.steps, int) else format_number(r.steps)}"
-            f" (recorded at step {r.step})"
+            f"    re-run steps: {_count(r.steps)} (recorded at step {r.step})"
             for r in ledger.rerun_steps
         ]
     return lines
+
+
+def _count(value: float) -> str:
+    return str(value) if isinstance(value, int) else format_number(value)
 
 
 def _share(secs: float, total: Optional[float]) -> str:
@@ -211,12 +215,24 @@ def _by_run(stalls: Sequence[Any]) -> Dict[str, List[Dict[str, Any]]]:
 def _ledger_json(ledger: GoodputLedger) -> Dict[str, Any]:
     return {
         "fits": [
-            {"step": f.step, "total_secs": f.total_secs, **f.buckets, "fraction": f.fraction}
+            _ledger_fields(f.step, f.total_secs, f.buckets, f.fraction)
             for f in ledger.fits
         ],
-        "total": {"total_secs": ledger.total_secs, **ledger.buckets, "fraction": ledger.fraction},
+        "total": _ledger_fields(
+            None, ledger.total_secs, ledger.buckets, ledger.fraction
+        ),
         "rerun_steps": [asdict(r) for r in ledger.rerun_steps],
     }
+
+
+def _ledger_fields(
+    step: Optional[int],
+    total: Optional[float],
+    buckets: Dict[str, float],
+    fraction: Optional[float],
+) -> Dict[str, Any]:
+    at_step = {} if step is None else {"step": step}
+    return {**at_step, "total_secs": total, **buckets, "fraction": fraction}
 
 
 def strict(value: Any) -> Any:

@@ -74,7 +74,9 @@ def check_plot_path(path: str) -> None:
     extension = os.path.splitext(path)[1].lstrip(".").lower()
     known = f"(matplotlib writes: {', '.join(formats)})"
     if os.path.isdir(path):
-        raise PlotPathError(f"--plot {path!r} is a directory; name a file, e.g. rates.png")
+        raise PlotPathError(
+            f"--plot {path!r} is a directory; name a file, e.g. rates.png"
+        )
     if not extension:
         raise PlotPathError(
             f"--plot {path!r} has no extension to tell the format; "
@@ -123,7 +125,8 @@ def _draw_rates(axes: Any, report: Report) -> None:
         label = summary.run
         if summary.tag != "global_step/sec":
             label = f"{summary.run} ({summary.tag})"
-        axes.plot(*_points(report.runs[summary.run][summary.tag]), marker=".", label=label)
+        records = report.runs[summary.run][summary.tag]
+        axes.plot(*_points(records), marker=".", label=label)
         if summary.stalls:
             axes.plot(
                 [s.step for s in summary.stalls],
@@ -145,7 +148,11 @@ def _draw_step_times(axes: Any, report: Report, runs: Sequence[str]) -> None:
         steps, p50 = _points(report.runs[run][P50])
         [line] = axes.plot(steps, p50, marker=".", label=f"{run} p50")
         upper = {r.step: r.value for r in report.runs[run].get(P99, [])}
-        band = [(s, v, upper[s]) for s, v in zip(steps, p50) if math.isfinite(upper.get(s, math.nan))]
+        band = [
+            (step, low, upper[step])
+            for step, low in zip(steps, p50)
+            if math.isfinite(upper.get(step, math.nan))
+        ]
         if band:
             axes.fill_between(
                 [b[0] for b in band], [b[1] for b in band], [b[2] for b in band],

@@ -155,7 +155,9 @@ def _in_time_order(
     Files written at the same time (two writers) interleave as written;
     files written one after the other follow each other.
     """
-    streams = [[(read.path, tag, record) for tag, record in read.scalars] for read in reads]
+    streams = [
+        [(read.path, tag, record) for tag, record in read.scalars] for read in reads
+    ]
     return heapq.merge(*streams, key=lambda item: item[2].wall_time)
 
 

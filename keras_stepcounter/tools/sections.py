@@ -27,6 +27,7 @@ from keras_stepcounter.tools.tags import (
     GOODPUT_PREFIX,
     STALL_SECS,
     STEP_TIME_PREFIX,
+    STEP_TIME_STATS,
     TIME_FRAC_PREFIX,
 )
 
@@ -126,7 +127,7 @@ def summarize_step_time(
     run: str, scalars: Mapping[str, Sequence[ScalarRecord]]
 ) -> Optional[StepTimeSummary]:
     stat_records = {
-        stat: scalars.get(STEP_TIME_PREFIX + stat, []) for stat in ("p50", "p90", "p99", "max")
+        stat: scalars.get(STEP_TIME_PREFIX + stat, []) for stat in STEP_TIME_STATS
     }
     recorded = [r for records in stat_records.values() for r in records]
     if not recorded:
@@ -163,7 +164,10 @@ def summarize_goodput(
         return None
     fits = [_fit_ledger(step, by_step[step]) for step in sorted(by_step)]
     names = _bucket_names(fits)
-    buckets = {name: sum(finite([f.buckets.get(name, math.nan) for f in fits])) for name in names}
+    buckets = {
+        name: sum(finite([f.buckets.get(name, math.nan) for f in fits]))
+        for name in names
+    }
     totals = finite([f.total_secs for f in fits if f.total_secs is not None])
     total = sum(totals) if totals else None
     step_secs = buckets.get("step_secs")
