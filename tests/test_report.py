@@ -63,7 +63,8 @@ def write_v1(run_dir, tag, steps, values):
 @pytest.fixture
 def v2_logdir(tmp_path):
     """One run's records in the order a GraphStepCounter writes them."""
-    records = [("epoch_loss", 0, 0.7), ("time_to_first_step", 1, 4.5)]  # Loss: left out.
+    # epoch_loss is no rate: left out.
+    records = [("epoch_loss", 0, 0.7), ("time_to_first_step", 1, 4.5)]
     mfu = {11: 0.25, 21: 0.5}
     for step, rate in zip(STEPS, RATES):
         records += [("global_step/sec", step, rate), ("examples/sec", step, 32 * rate)]

@@ -79,9 +79,12 @@ def small_logdir(tmp_path):
 
 @pytest.mark.parametrize("name, expected", [
     ("out.xyz", "unknown format '.xyz' (matplotlib writes: "),
-    ("rates", "has no extension to tell the format; e.g. {path}.png (matplotlib writes: "),
+    ("rates",
+     "has no extension to tell the format; e.g. {path}.png (matplotlib writes: "),
 ])
-def test_plot_path_without_a_known_format(small_logdir, tmp_path, capsys, name, expected):
+def test_plot_path_without_a_known_format(
+    small_logdir, tmp_path, capsys, name, expected
+):
     path = tmp_path / name
     code, out, err = run_report(capsys, small_logdir, "--plot", path)
     assert code == 2
@@ -95,7 +98,9 @@ def test_plot_path_without_a_known_format(small_logdir, tmp_path, capsys, name, 
 def test_plot_path_that_is_a_directory(small_logdir, tmp_path, capsys):
     code, out, err = run_report(capsys, small_logdir, "--plot", tmp_path)
     assert (code, out) == (2, "")
-    assert err == f"error: --plot {str(tmp_path)!r} is a directory; name a file, e.g. rates.png\n"
+    assert err == (
+        f"error: --plot {str(tmp_path)!r} is a directory; name a file, e.g. rates.png\n"
+    )
 
 
 def test_plot_in_another_format(small_logdir, tmp_path, capsys):
@@ -288,7 +293,9 @@ def test_nan_and_inf_records(tmp_path, capsys):
 
     code, out, _ = run_report(capsys, tmp_path)
     lines = out.splitlines()
-    assert lines[1].split() == ["diverged", "global_step/sec", "2", "10-20", "-", "-", "-", "-", "-"]
+    assert lines[1].split() == [
+        "diverged", "global_step/sec", "2", "10-20", "-", "-", "-", "-", "-"
+    ]
     assert lines[2].split()[4:] == ["8", "3.6", "9.2", "2", "1"]
     assert lines[-3:] == [
         "Non-finite records (counted in records, left out of the statistics):",
@@ -306,7 +313,7 @@ def test_strict_json_turns_every_non_finite_number_into_text():
 # One directory, two runs whose steps start over: never averaged as one.
 
 def test_two_runs_in_one_directory_are_reported_apart(tmp_path, capsys):
-    first = write_scalars(tmp_path / "train", rates([100, 200, 300], [10.0, 10.0, 10.0]))
+    first = write_scalars(tmp_path / "train", rates([100, 200, 300], [10.0] * 3))
     second = write_scalars(tmp_path / "train", rates([100, 200], [2.0, 2.0]))
     code, out, err = run_report(capsys, tmp_path, "--json")
     assert code == 0
@@ -331,7 +338,9 @@ def test_steps_that_go_on_in_a_new_event_file_stay_one_run(tmp_path, capsys):
     write_scalars(tmp_path / "train", rates([300, 400], [2.0, 10.0]))
     code, out, err = run_report(capsys, tmp_path)
     assert (code, err) == (0, "")
-    assert out.splitlines()[1].split()[:4] == ["train", "global_step/sec", "4", "100-400"]
+    assert out.splitlines()[1].split()[:4] == [
+        "train", "global_step/sec", "4", "100-400"
+    ]
 
 
 def test_steps_that_start_over_within_one_file(tmp_path, capsys):
@@ -394,7 +403,9 @@ try:
     runpy.run_module("keras_stepcounter", run_name="__main__")
 except SystemExit as done:
     code = done.code
-heavy = sorted(m for m in ("tensorflow", "keras", "tf_keras", "jax") if m in sys.modules)
+heavy = sorted(
+    m for m in ("tensorflow", "keras", "tf_keras", "jax") if m in sys.modules
+)
 print("exit", code, "imported", heavy, file=sys.stderr)
 """
 
@@ -455,7 +466,9 @@ def _fit(keras, make_model, tiny_data, output_dir, clock, model=None, epochs=1):
     )
     x, y = tiny_data
     model = model or make_model()
-    model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=[Ticker(), counter])
+    model.fit(
+        x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=[Ticker(), counter]
+    )
     return model
 
 

@@ -20,8 +20,8 @@ GOODPUT_FIT_1 = {"total_secs": 8.0, "startup_secs": 1.0, "step_secs": 6.0,
                  "epoch_boundary_secs": 0.5, "recorder_secs": 0.25, "other_secs": 0.25,
                  "fraction": 0.75}
 GOODPUT_FIT_2 = {"total_secs": 4.0, "startup_secs": 0.5, "step_secs": 3.0,
-                 "epoch_boundary_secs": 0.25, "recorder_secs": 0.125, "other_secs": 0.125,
-                 "fraction": 0.75}
+                 "epoch_boundary_secs": 0.25, "recorder_secs": 0.125,
+                 "other_secs": 0.125, "fraction": 0.75}
 STEPS = [10, 20, 30, 40, 50, 60]
 RATES = [10.0, 10.0, 2.0, 10.0, 10.0, 10.0]
 # The step at 30 holds a 4.25 s stall: its p99 and max show it.
@@ -142,11 +142,13 @@ def test_sections_in_the_text_report(logdir):
 
 def test_restart_from_an_older_checkpoint(tmp_path, capsys):
     first = [("global_step/sec", s, 5.0) for s in (100, 200, 300)]
-    write(tmp_path / "train", first + goodput(300, {"total_secs": 30.0, "step_secs": 24.0}))
+    first += goodput(300, {"total_secs": 30.0, "step_secs": 24.0})
+    write(tmp_path / "train", first)
     # The job restarts from the checkpoint at step 100: steps 101-300 again.
     second = [("goodput/rerun_steps", 100, 200.0)]
     second += [("global_step/sec", s, 4.0) for s in (200, 300, 400)]
-    write(tmp_path / "train", second + goodput(400, {"total_secs": 40.0, "step_secs": 32.0}))
+    second += goodput(400, {"total_secs": 40.0, "step_secs": 32.0})
+    write(tmp_path / "train", second)
     data = report_json(capsys, tmp_path)
     assert list(data["runs"]) == ["train#1", "train#2"]
     assert data["goodput"]["train#1"]["rerun_steps"] == []
@@ -164,7 +166,8 @@ def test_sections_only_and_non_finite_values(tmp_path, capsys):
     write(tmp_path / "ledger", goodput(8, {"total_secs": 0.0, "step_secs": 0.0,
                                            "fraction": math.nan}))
     write(tmp_path / "timed", [("step_time/p50", 10, math.nan),
-                               ("step_time/p50", 20, 0.5), ("step_time/max", 20, math.inf)])
+                               ("step_time/p50", 20, 0.5),
+                               ("step_time/max", 20, math.inf)])
     data = report_json(capsys, tmp_path)
     assert data["runs"] == {"ledger": {}, "timed": {}}
     assert data["goodput"]["ledger"] == {
