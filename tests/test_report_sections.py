@@ -125,7 +125,8 @@ def test_sections_in_the_text_report(logdir):
         "fit        6  10-60  0.1  0.2  0.25  4.5           30",
         "",
         "Goodput (where the wall clock of each fit went):",
-        "  fit: 2 fits (step 40: 8 s, fraction 0.75; step 60: 4 s, fraction 0.75)",
+        "  fit: 2 fits, ending at step 40 (8 s, fraction 0.75), "
+        "step 60 (4 s, fraction 0.75)",
         "    bucket          seconds   share",
         "    startup            1.50   12.5%",
         "    step               9.00   75.0%",
@@ -157,9 +158,12 @@ def test_restart_from_an_older_checkpoint(tmp_path, capsys):
         "total_secs": 40.0, "step_secs": 32.0, "fraction": 0.8
     }
     assert data["runs"]["train#2"]["global_step/sec"]["median"] == 4.0
+    write(tmp_path / "rerun_only", [("goodput/rerun_steps", 5, 7.0)])
     lines = report.load_report(str(tmp_path)).table().splitlines()
-    assert "  train#2: 1 fit (step 400: 40.0 s, fraction -)" in lines
-    assert lines[-1] == "    re-run steps: 200 (recorded at step 100)"
+    at = lines.index("  rerun_only:")  # Only re-run steps: no fit line.
+    assert lines[at + 1] == "    re-run steps: 7 (recorded at step 5)"
+    assert "  train#2: 1 fit, ending at step 400 (40.0 s, fraction -)" in lines
+    assert "    re-run steps: 200 (recorded at step 100)" in lines
 
 
 def test_sections_only_and_non_finite_values(tmp_path, capsys):
@@ -183,6 +187,7 @@ def test_sections_only_and_non_finite_values(tmp_path, capsys):
     assert text.startswith("Step time (seconds;")
     assert "timed        2  10-20  0.5    -    -    -            -" in text
     assert "    step       0.00      -" in text
+    assert "  ledger: 1 fit, ending at step 8 (0 s, fraction nan)" in text
 
 
 def png_size(path):

@@ -116,13 +116,7 @@ def _goodput_lines(ledgers: Sequence[GoodputLedger]) -> List[str]:
         return []
     lines = ["", "Goodput (where the wall clock of each fit went):"]
     for ledger in ledgers:
-        fits = "; ".join(
-            f"step {f.step}: {format_number(f.total_secs)} s, "
-            f"fraction {format_number(f.fraction)}"
-            for f in ledger.fits
-        )
-        count = f"{len(ledger.fits)} fit{'' if len(ledger.fits) == 1 else 's'}"
-        lines.append(f"  {ledger.run}: {count} ({fits})")
+        lines.append(f"  {ledger.run}:{_fits_text(ledger)}")
         total = ledger.total_secs
         rows = [["bucket", "seconds", "share"]]
         for name, secs in ledger.buckets.items():
@@ -136,6 +130,18 @@ def _goodput_lines(ledgers: Sequence[GoodputLedger]) -> List[str]:
             for r in ledger.rerun_steps
         ]
     return lines
+
+
+def _fits_text(ledger: GoodputLedger) -> str:
+    if not ledger.fits:
+        return ""
+    fits = ", ".join(
+        f"step {f.step} ({format_number(f.total_secs)} s, "
+        f"fraction {format_number(f.fraction)})"
+        for f in ledger.fits
+    )
+    count = f"{len(ledger.fits)} fit{'' if len(ledger.fits) == 1 else 's'}"
+    return f" {count}, ending at {fits}"
 
 
 def _count(value: float) -> str:
