@@ -222,3 +222,12 @@ def test_plot_without_step_times_has_one_panel(tmp_path):
     assert len(plot.rate_figure(result).axes) == 1
     path = plot.plot_rates(result, str(tmp_path / "rates.png"))
     assert png_size(tmp_path / "rates.png") == (800, 450) and path.endswith("rates.png")
+
+
+def test_plot_gives_a_run_one_colour_in_both_panels(logdir):
+    write(logdir / "a_untimed", [("global_step/sec", s, 4.0) for s in (10, 20)])
+    rate_axes, time_axes = plot.rate_figure(report.load_report(str(logdir))).axes
+    untimed, timed = [l for l in rate_axes.get_lines() if "stall" not in l.get_label()]
+    assert (untimed.get_label(), timed.get_label()) == ("a_untimed", "fit")
+    [p50_line] = time_axes.get_lines()
+    assert p50_line.get_color() == timed.get_color() != untimed.get_color()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.report import Report
@@ -104,11 +104,11 @@ def rate_figure(report: Report, title: str = "") -> Any:
     timed = [run for run, scalars in report.runs.items() if scalars.get(P50)]
     figure = agg_figure(figsize=(8, 7 if timed else 4.5), dpi=100)
     rate_axes = figure.add_subplot(2 if timed else 1, 1, 1)
-    _draw_rates(rate_axes, report)
+    colors = _draw_rates(rate_axes, report)
     rate_axes.set_title(title or f"Training speed: {report.logdir}")
     if timed:
         time_axes = figure.add_subplot(2, 1, 2, sharex=rate_axes)
-        _draw_step_times(time_axes, report, timed)
+        _draw_step_times(time_axes, report, timed, colors)
     figure.tight_layout()
     return figure
 
@@ -118,7 +118,9 @@ def _points(records: Sequence[ScalarRecord]) -> tuple[List[int], List[float]]:
     return [r.step for r in kept], [r.value for r in kept]
 
 
-def _draw_rates(axes: Any, report: Report) -> None:
+def _draw_rates(axes: Any, report: Report) -> Dict[str, Any]:
+    """Draws the rate lines; returns each run's colour, for the other panel."""
+    colors: Dict[str, Any] = {}
     plotted = [s for s in report.summaries if is_step_rate_tag(s.tag)]
     stall_label = f"stall (< {STALL_FRACTION:g} x median)"
     for summary in plotted:
@@ -126,7 +128,8 @@ def _draw_rates(axes: Any, report: Report) -> None:
         if summary.tag != "global_step/sec":
             label = f"{summary.run} ({summary.tag})"
         records = report.runs[summary.run][summary.tag]
-        axes.plot(*_points(records), marker=".", label=label)
+        [line] = axes.plot(*_points(records), marker=".", label=label)
+        colors.setdefault(summary.run, line.get_color())
         if summary.stalls:
             axes.plot(
                 [s.step for s in summary.stalls],
@@ -141,12 +144,17 @@ def _draw_rates(axes: Any, report: Report) -> None:
     axes.grid(True, alpha=0.3)
     if plotted:
         axes.legend(fontsize="small")
+    return colors
 
 
-def _draw_step_times(axes: Any, report: Report, runs: Sequence[str]) -> None:
+def _draw_step_times(
+    axes: Any, report: Report, runs: Sequence[str], colors: Dict[str, Any]
+) -> None:
     for run in runs:
         steps, p50 = _points(report.runs[run][P50])
-        [line] = axes.plot(steps, p50, marker=".", label=f"{run} p50")
+        [line] = axes.plot(
+            steps, p50, marker=".", label=f"{run} p50", color=colors.get(run)
+        )
         upper = {r.step: r.value for r in report.runs[run].get(P99, [])}
         band = [
             (step, low, upper[step])
