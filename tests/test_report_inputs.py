@@ -210,12 +210,17 @@ def test_dangling_link_as_logdir(tmp_path, capsys):
 
 
 def test_linked_run_dirs_are_followed_once(tmp_path, capsys):
-    write_scalars(tmp_path / "real", rates([10], [4.0]))
-    (tmp_path / "latest").symlink_to(tmp_path / "real")
-    (tmp_path / "real" / "loop").symlink_to(tmp_path)  # A cycle.
-    code, out, err = run_report(capsys, tmp_path)
+    logs = tmp_path / "logs"
+    write_scalars(logs / "run", rates([10], [4.0]))
+    (logs / "latest").symlink_to(logs / "run")
+    (logs / "run" / "loop").symlink_to(logs)  # A cycle.
+    write_scalars(tmp_path / "elsewhere", rates([10], [2.0]))
+    (logs / "borrowed").symlink_to(tmp_path / "elsewhere")
+    code, out, err = run_report(capsys, logs)
     assert (code, err) == (0, "")
-    assert [line.split()[0] for line in out.splitlines()[1:]] == ["latest"]
+    # "run" once, under its own name (not as "latest"); a run only behind a
+    # link is read through it.
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["run", "borrowed"]
 
 
 def test_file_as_logdir(tmp_path, capsys):

@@ -2,7 +2,8 @@
 
 A run is a directory holding event files, named by its path relative to
 LOGDIR (`.` for LOGDIR itself). Links to directories are followed (each
-directory read once). LOGDIR may also be a single event file.
+directory read once, under its own name where it is also reached as
+itself). LOGDIR may also be a single event file.
 
 One directory can hold several runs one after the other: the same
 `output_dir` used by two trainings whose steps start over (a second script
@@ -90,8 +91,13 @@ def read_logdir(logdir: str) -> LogdirRead:
     return LogdirRead(runs, notices)
 
 
-def _walk(logdir: str, notices: List[str]):
-    """(directory, sorted names in it), top-down; links followed, once each."""
+def _walk(logdir: str, notices: List[str]) -> Iterator[Tuple[str, List[str]]]:
+    """(directory, sorted names in it), top-down; links followed, once each.
+
+    A directory reached both as itself and through a link is read once,
+    under its own name (directories before links, so a `latest` link to
+    a run does not list it twice).
+    """
     seen: Set[str] = set()
 
     def unreadable(error: OSError) -> None:
@@ -105,7 +111,7 @@ def _walk(logdir: str, notices: List[str]):
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames.sort()
+        dirnames.sort(key=lambda d: (os.path.islink(os.path.join(directory, d)), d))
         yield directory, sorted(dirnames + filenames)
 
 
