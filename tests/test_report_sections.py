@@ -231,3 +231,19 @@ def test_plot_gives_a_run_one_colour_in_both_panels(logdir):
     assert (untimed.get_label(), timed.get_label()) == ("a_untimed", "fit")
     [p50_line] = time_axes.get_lines()
     assert p50_line.get_color() == timed.get_color() != untimed.get_color()
+
+
+def test_ledger_buckets_in_fit_order_then_others(tmp_path, capsys):
+    scrambled = {"other_secs": 1.0, "checkpoint_secs": 0.5, "fraction": 0.5,
+                 "step_secs": 4.0, "total_secs": 8.0, "startup_secs": 2.5}
+    write(tmp_path / "fit", goodput(30, scrambled))
+    ledger = report_json(capsys, tmp_path)["goodput"]["fit"]
+    assert list(ledger["fits"][0]) == [
+        "step", "total_secs", "startup_secs", "step_secs", "other_secs",
+        "checkpoint_secs", "fraction",
+    ]
+    assert list(ledger["total"]) == list(ledger["fits"][0])[1:]
+    text = report.load_report(str(tmp_path)).table()
+    assert [line.split()[0] for line in text.splitlines()[-5:]] == [
+        "startup", "step", "other", "checkpoint", "total"
+    ]

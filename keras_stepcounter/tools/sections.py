@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.runs import Run
@@ -107,6 +107,7 @@ class Sections:
 
 
 def summarize_sections(runs: Sequence[Run]) -> Sections:
+    """Every section's summaries for `runs`, in run order."""
     found = Sections()
     for run in runs:
         step_time = summarize_step_time(run.name, run.scalars)
@@ -126,6 +127,7 @@ def summarize_sections(runs: Sequence[Run]) -> Sections:
 def summarize_step_time(
     run: str, scalars: Mapping[str, Sequence[ScalarRecord]]
 ) -> Optional[StepTimeSummary]:
+    """The run's step times, or None where no `step_time/*` is recorded."""
     stat_records = {
         stat: scalars.get(STEP_TIME_PREFIX + stat, []) for stat in STEP_TIME_STATS
     }
@@ -150,6 +152,7 @@ def summarize_step_time(
 def summarize_goodput(
     run: str, scalars: Mapping[str, Sequence[ScalarRecord]]
 ) -> Optional[GoodputLedger]:
+    """The run's ledger, or None where no `goodput/*` is recorded."""
     by_step: Dict[int, Dict[str, float]] = {}
     for tag, records in scalars.items():
         name = tag[len(GOODPUT_PREFIX):]
@@ -176,19 +179,24 @@ def summarize_goodput(
 
 
 def _fit_ledger(step: int, values: Dict[str, float]) -> FitLedger:
-    buckets = {n: v for n, v in values.items() if n.endswith("_secs") and n != TOTAL}
+    names = [n for n in values if n.endswith("_secs") and n != TOTAL]
+    buckets = {n: values[n] for n in sorted(names, key=_bucket_order)}
     return FitLedger(step, buckets, values.get(TOTAL), values.get(FRACTION))
 
 
+def _bucket_order(name: str) -> Tuple[int, str]:
+    """The known buckets in the order of a fit, then any other, by name."""
+    return (BUCKETS.index(name), "") if name in BUCKETS else (len(BUCKETS), name)
+
+
 def _bucket_names(fits: Sequence[FitLedger]) -> List[str]:
-    """The known buckets in fit order, then any other `_secs` bucket."""
-    present = {name for fit in fits for name in fit.buckets}
-    return [n for n in BUCKETS if n in present] + sorted(present - set(BUCKETS))
+    return sorted({name for fit in fits for name in fit.buckets}, key=_bucket_order)
 
 
 def summarize_time_fracs(
     run: str, scalars: Mapping[str, Sequence[ScalarRecord]]
 ) -> List[TimeFracSummary]:
+    """One summary per `time_frac/<name>` of the run, by name."""
     summaries = []
     for tag in sorted(t for t in scalars if t.startswith(TIME_FRAC_PREFIX)):
         values = [r.value for r in scalars[tag]]
