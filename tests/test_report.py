@@ -241,7 +241,6 @@ def test_json_of_extras_has_null_stalls(v2_logdir, capsys):
 
 
 def test_plot_writes_a_png(fit_logdir, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "plots" / "rates.png"
     write_v1(fit_logdir / "hook", "bar/foo/sec", [5, 10], [1.0, 6.0])
     assert cli.main(["report", str(fit_logdir), "--plot", str(path)]) == 0
