@@ -17,6 +17,7 @@ import tensorflow as tf
 import keras_stepcounter
 from keras_stepcounter import __main__ as cli
 from keras_stepcounter.tools import report
+from keras_stepcounter.tools.events import event_files
 from keras_stepcounter.tools.report import Stall
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,15 +31,20 @@ RATES = [8.0, 8.0, 2.0, 8.0, 10.0, 3.0, 8.0, 8.0, 8.0, 12.0]
 
 def write_v2(run_dir, tag, steps, values):
     """Tensor-valued scalars from inside a tf.function, as GraphStepCounter."""
+    write_v2_records(run_dir, [(tag, s, v) for s, v in zip(steps, values)])
+
+
+def write_v2_records(run_dir, records):
+    """(tag, step, value) records, in order, through one writer."""
     writer = tf.summary.create_file_writer(str(run_dir))
 
     @tf.function
-    def record(step, value):
+    def record(tag, step, value):
         with writer.as_default():
             tf.summary.scalar(tag, value, step=step)
 
-    for step, value in zip(steps, values):
-        record(tf.constant(step, tf.int64), tf.constant(value, tf.float32))
+    for tag, step, value in records:
+        record(tag, tf.constant(step, tf.int64), tf.constant(value, tf.float32))
     writer.close()
 
 
@@ -56,12 +62,16 @@ def write_v1(run_dir, tag, steps, values):
 
 @pytest.fixture
 def v2_logdir(tmp_path):
-    run = tmp_path / "graph"
-    write_v2(run, "global_step/sec", STEPS, RATES)
-    write_v2(run, "examples/sec", STEPS, [32 * r for r in RATES])
-    write_v2(run, "time_to_first_step", [1], [4.5])
-    write_v2(run, "mfu", [11, 21], [0.25, 0.5])
-    write_v2(run, "epoch_loss", [0, 1], [0.7, 0.6])  # Not a rate: left out.
+    """One run's records in the order a GraphStepCounter writes them."""
+    # epoch_loss is no rate: left out.
+    records = [("epoch_loss", 0, 0.7), ("time_to_first_step", 1, 4.5)]
+    mfu = {11: 0.25, 21: 0.5}
+    for step, rate in zip(STEPS, RATES):
+        records += [("global_step/sec", step, rate), ("examples/sec", step, 32 * rate)]
+        if step in mfu:
+            records.append(("mfu", step, mfu[step]))
+    records.append(("epoch_loss", 1, 0.6))
+    write_v2_records(tmp_path / "graph", records)
     return tmp_path
 
 
@@ -196,10 +206,24 @@ def test_json_schema(fit_logdir, capsys):
                     "min": 2.0,
                     "stall_threshold": 2.5,
                     "stalls": [{"from_step": 11, "step": 21, "value": 2.0}],
+                    "non_finite": [],
                 }
             }
         },
+        "sources": {
+            "fit": {
+                "directory": str(fit_logdir / "fit"),
+                "event_files": [os.path.basename(p) for p in event_files(
+                    str(fit_logdir / "fit"))],
+            }
+        },
+        "step_time": {},
+        "watchdog_stalls": {},
+        "goodput": {},
+        "time_frac": {},
+        "notices": [],
     }
+    assert len(data["sources"]["fit"]["event_files"]) == 1
 
 
 def test_json_of_extras_has_null_stalls(v2_logdir, capsys):
@@ -217,7 +241,6 @@ def test_json_of_extras_has_null_stalls(v2_logdir, capsys):
 
 
 def test_plot_writes_a_png(fit_logdir, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "plots" / "rates.png"
     write_v1(fit_logdir / "hook", "bar/foo/sec", [5, 10], [1.0, 6.0])
     assert cli.main(["report", str(fit_logdir), "--plot", str(path)]) == 0
@@ -275,7 +298,6 @@ def _run_cli(*args):
     )
 
 
-@pytest.mark.slow  # Two fresh Python processes importing TensorFlow.
 def test_module_entry_point(fit_logdir, tmp_path):
     done = _run_cli("report", str(fit_logdir), "--json")
     assert done.returncode == 0, done.stderr

@@ -1,6 +1,6 @@
 """Summaries of recorded rates: what `python -m keras_stepcounter report` prints.
 
-Which tags are reported:
+Which tags are in the main table:
 
 * every tag ending in `/sec`: `global_step/sec` (`StepCounter`,
   `GraphStepCounter`), the v1 hook's `<global step op name>/sec` (e.g.
@@ -8,15 +8,15 @@ Which tags are reported:
   `tag=` that follows the convention;
 * `time_to_first_step` and `mfu`, where present.
 
-Other scalars in the same run (Keras's `epoch_loss`, say) are left out, and
-a run directory with none of the tags above is not listed.
+The step-time, watchdog-stall, goodput and `time_frac/<name>` records get
+sections of their own (`sections`). Other scalars in the same run (Keras's
+`epoch_loss`, say) are left out, and a run with none of these tags is not
+listed. How runs are found, and split where one directory holds two: `runs`.
 
 For each run and tag: the number of records, the first and last step, the
-median, 10th and 90th percentile and minimum value, and the stalls. The
-percentiles are numpy's default "linear" method (`numpy.percentile`): the
-p-th percentile of n sorted values lies at position `p / 100 * (n - 1)`,
-interpolated linearly between neighbours, so the median of an even number
-of values is the mean of the middle two.
+median, 10th and 90th percentile and minimum value (the rule: `stats`;
+NaN and inf records are counted in `records`, listed, and left out of the
+statistics and the stall threshold), and the stalls.
 
 A stall is a record of a rate tag (ending in `/sec`) whose value is below
 half the median of that run and tag. Each record covers the interval from
@@ -36,22 +36,33 @@ Example:
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, TextIO
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, TextIO
 
-import numpy as np
-
-from keras_stepcounter.tools.events import ScalarRecord, read_runs
-
-RATE_SUFFIX = "/sec"
-EXTRA_TAGS = ("time_to_first_step", "mfu")
-STALL_FRACTION = 0.5
-PERCENTILE_METHOD = "linear"
-
+from keras_stepcounter.tools import formatting, sections
+from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.runs import Run, logdir_problem, read_logdir
+from keras_stepcounter.tools.stats import STALL_FRACTION, percentiles
+from keras_stepcounter.tools.tags import (
+    EXTRA_TAGS,
+    RATE_SUFFIX,
+    is_rate_tag,
+    is_recorder_tag,
+    is_reported_tag,
+    tag_order,
+)
 
 class ReportError(ValueError):
-    """LOGDIR cannot be reported on: missing, or no rate records in it."""
+    """LOGDIR cannot be reported on: missing, unreadable, or no records in it.
+
+    `notices` names what under it could not be read, if anything.
+    """
+
+    def __init__(self, message: str, notices: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.notices = list(notices)
 
 
 @dataclass(frozen=True)
@@ -68,45 +79,42 @@ class Stall:
 
 
 @dataclass(frozen=True)
+class NonFinite:
+    """A NaN or infinite record, left out of the statistics."""
+
+    step: int
+    value: float
+
+
+@dataclass(frozen=True)
 class TagSummary:
-    """Statistics of one tag in one run. `stalls` is None where not checked."""
+    """Statistics of one tag in one run (of its finite values: None if none).
+
+    `stalls` and `stall_threshold` are None where not checked.
+    """
 
     run: str
     tag: str
     records: int
     first_step: int
     last_step: int
-    median: float
-    p10: float
-    p90: float
-    min: float
+    median: Optional[float]
+    p10: Optional[float]
+    p90: Optional[float]
+    min: Optional[float]
     stall_threshold: Optional[float]
     stalls: Optional[List[Stall]]
-
-
-def is_rate_tag(tag: str) -> bool:
-    return tag.endswith(RATE_SUFFIX)
-
-
-def is_reported_tag(tag: str) -> bool:
-    return is_rate_tag(tag) or tag in EXTRA_TAGS
-
-
-def _tag_order(tag: str):
-    # global_step/sec first, then the other rates, then the extras.
-    if tag == "global_step/sec":
-        return (0, tag)
-    return (1, tag) if is_rate_tag(tag) else (2, tag)
+    non_finite: List[NonFinite] = field(default_factory=list)
 
 
 def summarize_tag(run: str, tag: str, records: Sequence[ScalarRecord]) -> TagSummary:
     """Statistics of one run's records of `tag` (at least one record)."""
-    values = np.array([r.value for r in records], dtype=np.float64)
+    values = [r.value for r in records]
     steps = [r.step for r in records]
-    p10, median, p90 = np.percentile(values, [10, 50, 90], method=PERCENTILE_METHOD)
+    p10, median, p90, minimum = percentiles(values, [10, 50, 90, 0])
     threshold = stalls = None
-    if is_rate_tag(tag):
-        threshold = STALL_FRACTION * float(median)
+    if is_rate_tag(tag) and median is not None:
+        threshold = STALL_FRACTION * median
         stalls = _stalls(records, threshold)
     return TagSummary(
         run=run,
@@ -114,12 +122,15 @@ def summarize_tag(run: str, tag: str, records: Sequence[ScalarRecord]) -> TagSum
         records=len(records),
         first_step=min(steps),
         last_step=max(steps),
-        median=float(median),
-        p10=float(p10),
-        p90=float(p90),
-        min=float(values.min()),
+        median=median,
+        p10=p10,
+        p90=p90,
+        min=minimum,
         stall_threshold=threshold,
         stalls=stalls,
+        non_finite=[
+            NonFinite(r.step, r.value) for r in records if not math.isfinite(r.value)
+        ],
     )
 
 
@@ -127,9 +138,7 @@ def _stalls(records: Sequence[ScalarRecord], threshold: float) -> List[Stall]:
     stalls = []
     previous_step = None
     for record in records:
-        if record.value < threshold:
-            # A step that went backwards means a new run in the same
-            # directory: its interval's start is unknown, as for a first record.
+        if record.value < threshold:  # False for NaN; -inf is no rate.
             known = previous_step is not None and previous_step < record.step
             stalls.append(
                 Stall(previous_step if known else None, record.step, record.value)
@@ -138,133 +147,93 @@ def _stalls(records: Sequence[ScalarRecord], threshold: float) -> List[Stall]:
     return stalls
 
 
-def summarize_runs(
-    runs: Mapping[str, Mapping[str, Sequence[ScalarRecord]]],
-) -> List[TagSummary]:
-    """Summaries of the reported tags of `runs` (as `events.read_runs` gives).
-
-    Ordered by run name, then `global_step/sec`, other rates, extras.
-    """
-    summaries = []
-    for run in sorted(runs):
-        tags = sorted((t for t in runs[run] if is_reported_tag(t)), key=_tag_order)
-        for tag in tags:
-            if runs[run][tag]:
-                summaries.append(summarize_tag(run, tag, runs[run][tag]))
+def summarize_runs(runs: Sequence[Run]) -> List[TagSummary]:
+    """Summaries of the main-table tags of `runs`, in run order, then
+    `global_step/sec`, other rates, extras."""
+    summaries: List[TagSummary] = []
+    for run in runs:
+        tags = sorted((t for t in run.scalars if is_reported_tag(t)), key=tag_order)
+        summaries.extend(summarize_tag(run.name, t, run.scalars[t]) for t in tags)
     return summaries
 
 
-@dataclass(frozen=True)
+@dataclass
 class Report:
-    """What was read from a LOGDIR: its runs' records and their summaries."""
+    """What was read from a LOGDIR: runs, summaries, sections and notices.
+
+    `runs` maps each run's name to its scalars by tag; `sources` to the
+    `runs.Run` (directory and event files) it came from. `notices` are the
+    one-line messages about what could not be read, or was split.
+    """
 
     logdir: str
-    runs: Mapping[str, Mapping[str, Sequence[ScalarRecord]]]
+    runs: Dict[str, Dict[str, List[ScalarRecord]]]
     summaries: List[TagSummary]
+    sections: sections.Sections
+    sources: Dict[str, Run]
+    notices: List[str]
 
     def table(self) -> str:
-        return format_table(self.summaries)
+        return formatting.format_report(self)
 
     def to_json_dict(self) -> Dict:
-        return to_json_dict(self.summaries, self.logdir)
+        return formatting.to_json_dict(self)
 
 
 def load_report(logdir: str) -> Report:
-    """Reads every run under `logdir` (via `events.read_runs`) and summarises it.
+    """Reads every run under `logdir` (a directory or one event file).
+
+    What cannot be read under it becomes a notice in `Report.notices`.
 
     Raises:
-        ReportError: `logdir` is not a directory, or holds no records of a
-            reported tag.
+        ReportError: `logdir` does not exist or cannot be read, or holds no
+            records of the recorders' tags.
     """
-    if not os.path.exists(logdir):
-        raise ReportError(f"LOGDIR {logdir!r} does not exist.")
-    if not os.path.isdir(logdir):
-        raise ReportError(f"LOGDIR {logdir!r} is not a directory.")
-    runs = read_runs(logdir)
-    summaries = summarize_runs(runs)
-    if not summaries:
-        found = sorted({tag for scalars in runs.values() for tag in scalars})
+    problem = logdir_problem(logdir)
+    if problem is not None:
+        raise ReportError(problem)
+    read = read_logdir(logdir)
+    runs = [run for run in read.runs if any(map(is_recorder_tag, run.scalars))]
+    if not runs:
+        found = sorted({tag for run in read.runs for tag in run.scalars})
         detail = f" (scalars found: {', '.join(found)})" if found else ""
+        unread = f"; {len(read.notices)} notices above" if read.notices else ""
         raise ReportError(
-            f"no rate records under {logdir!r}: no event file has a tag ending "
-            f"in '{RATE_SUFFIX}' or named {' or '.join(EXTRA_TAGS)}{detail}."
+            f"no rate records under {logdir!r}: no event file has a tag of "
+            f"keras_stepcounter's (ending in '{RATE_SUFFIX}', or "
+            f"{', '.join(EXTRA_TAGS)}, step_time/*, stall_secs, goodput/*, "
+            f"time_frac/*){detail}{unread}.",
+            read.notices,
         )
-    return Report(logdir, runs, summaries)
-
-
-def format_number(value: float) -> str:
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3g}"
-
-
-def _steps_text(stall: Stall) -> str:
-    if stall.from_step is None:
-        return f"up to step {stall.step}"
-    return f"steps {stall.from_step}-{stall.step}"
-
-
-def format_table(summaries: Sequence[TagSummary]) -> str:
-    """A text table, one row per run and tag, then the stalls."""
-    header = ["run", "tag", "records", "steps", "median", "p10", "p90", "min", "stalls"]
-    rows = [header]
-    for s in summaries:
-        rows.append(
-            [
-                s.run,
-                s.tag,
-                str(s.records),
-                f"{s.first_step}-{s.last_step}",
-                *(format_number(v) for v in (s.median, s.p10, s.p90, s.min)),
-                "-" if s.stalls is None else str(len(s.stalls)),
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = []
-    for row in rows:
-        cells = [
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    stalled = [s for s in summaries if s.stalls]
-    if stalled:
-        lines.append("")
-        lines.append(f"Stalls (records below {STALL_FRACTION:g} x the median):")
-        for s in stalled:
-            for stall in s.stalls:
-                lines.append(
-                    f"  {s.run}  {s.tag}  {_steps_text(stall)}: "
-                    f"{format_number(stall.value)} "
-                    f"(median {format_number(s.median)})"
-                )
-    return "\n".join(lines)
-
-
-def to_json_dict(summaries: Sequence[TagSummary], logdir: str) -> Dict:
-    """The JSON form: `{"logdir", "percentile_method", "stall_fraction",
-    "runs": {run: {tag: {records, first_step, last_step, median, p10, p90,
-    min, stall_threshold, stalls: [{from_step, step, value}] or null}}}}`.
-    """
-    runs: Dict[str, Dict[str, Dict]] = {}
-    for s in summaries:
-        fields = asdict(s)
-        del fields["run"], fields["tag"]
-        runs.setdefault(s.run, {})[s.tag] = fields
-    return {
-        "logdir": logdir,
-        "percentile_method": PERCENTILE_METHOD,
-        "stall_fraction": STALL_FRACTION,
-        "runs": runs,
-    }
+    return Report(
+        logdir=logdir,
+        runs={run.name: run.scalars for run in runs},
+        summaries=summarize_runs(runs),
+        sections=sections.summarize_sections(runs),
+        sources={run.name: run for run in runs},
+        notices=read.notices,
+    )
 
 
 def print_report(logdir: str, file: Optional[TextIO] = None) -> Report:
     """Prints the text report of `logdir` (to stdout by default) and returns it.
 
+    Notices go to stderr, one line each.
+
     Raises:
         ReportError: as `load_report`.
     """
-    report = load_report(logdir)
+    try:
+        report = load_report(logdir)
+    except ReportError as error:
+        print_notices(error.notices)
+        raise
+    print_notices(report.notices)
     print(report.table(), file=file)
     return report
+
+
+def print_notices(notices: Sequence[str]) -> None:
+    """To stderr, one line each."""
+    for notice in notices:
+        print(f"notice: {notice}", file=sys.stderr)
