@@ -1,12 +1,15 @@
 """Train a small Keras model with StepCounter and show what it recorded.
 
     python3 examples/fit_quickstart.py [--logdir logs/quickstart] [--epochs 3]
+                                       [--hang SECONDS]
 
 Makes its own data (two Gaussian blobs), trains for a few seconds, writes
-`global_step/sec` (and the Keras TensorBoard callback's loss) to a new run
-directory under LOGDIR, prints the recorded rates and their summary (the
-report of `python -m keras_stepcounter report`), and says how to open
-TensorBoard.
+`global_step/sec`, step-time percentiles and the goodput ledger (and the
+Keras TensorBoard callback's loss) to a new run directory under LOGDIR,
+prints the recorded rates and their summary (the report of
+`python -m keras_stepcounter report`), and says how to open TensorBoard.
+`--hang 3` makes one batch hang for 3 s, to show the stall watchdog
+(`stall_secs=1`) at work.
 """
 
 import argparse
@@ -33,10 +36,28 @@ def make_data(n=8192, features=32, seed=0):
     return x, labels.astype("float32")
 
 
+class HangOnce(keras.callbacks.Callback):
+    """Makes the 150th batch hang, as a stuck input pipeline would."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.batches = seconds, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.batches == 150:
+            wait_for_input(self.seconds)
+
+
+def wait_for_input(seconds):
+    time.sleep(seconds)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logdir", default=os.path.join("logs", "quickstart"))
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--hang", type=float, default=0.0, metavar="SECONDS")
     args = parser.parse_args()
 
     x, y = make_data()
@@ -52,15 +73,18 @@ def main():
     run_dir = os.path.join(args.logdir, time.strftime("run-%Y%m%d-%H%M%S"))
     train_dir = os.path.join(run_dir, "train")
     counter = keras_stepcounter.StepCounter(
-        every_n_steps=100, output_dir=train_dir, batch_size=32
+        every_n_steps=100, output_dir=train_dir, batch_size=32,
+        step_time_stats=True, goodput=True, stall_secs=1.0 if args.hang else "auto",
     )
     # Keras's own TensorBoard callback writes the loss to the same run, so
     # steps/sec sits beside it in TensorBoard.
     tensorboard = keras.callbacks.TensorBoard(log_dir=run_dir)
     model.fit(
         x, y, batch_size=32, epochs=args.epochs, validation_split=0.1,
-        callbacks=[counter, tensorboard], verbose=2,
+        callbacks=[counter, tensorboard] + ([HangOnce(args.hang)] if args.hang else []),
+        verbose=2,
     )
+    counter.close()
 
     records = read_scalars(train_dir).get("global_step/sec", [])
     print(f"\nRecorded {len(records)} rates of global_step/sec in {train_dir}:")
