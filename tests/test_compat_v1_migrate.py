@@ -1,10 +1,9 @@
-"""Moving from the v1 hook to StepCounter; the example and README section run."""
+"""Moving from the v1 hook to StepCounter; the example runs (the guide's blocks run in test_docs)."""
 
 import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -112,31 +111,3 @@ def test_example_monitored_session_runs(tmp_path):
     assert len(re.findall(r"global_step/sec: [0-9.e+]+\n", result.stderr)) == 2
     assert "has not been increased" not in result.stderr
 
-
-def readme_section_blocks(title="## Migrating from StepCounterHook"):
-    text = (REPO / "README.md").read_text()
-    section = text[text.index(title):]
-    section = section[:section.index("\n## ", len(title))]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
-
-
-@pytest.mark.slow  # A subprocess: TensorFlow's start-up dominates.
-def test_readme_migrating_section_runs_as_written(tmp_path):
-    blocks = readme_section_blocks()
-    assert len(blocks) == 3
-    # One interpreter, each block in fresh globals: one TensorFlow start-up.
-    driver = textwrap.dedent("""
-        import sys
-        for path in sys.argv[1:]:
-            exec(compile(open(path).read(), path, "exec"), {"__name__": "__main__"})
-    """)
-    paths = []
-    for i, block in enumerate(blocks):
-        path = tmp_path / f"block{i}.py"
-        path.write_text(block)
-        paths.append(str(path))
-    result = _run(["-c", driver, *paths], tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert steps_of(tmp_path / "logs" / "train") == [101 + 100 * i for i in range(9)]
-    assert steps_of(tmp_path / "logs" / "estimator") == [51, 101, 151]
-    assert steps_of(tmp_path / "logs" / "fit") == [101]

@@ -213,15 +213,3 @@ def test_custom_loop_example_runs(tmp_path):
     (run,) = [p for p in tmp_path.iterdir() if p.name.startswith("run-")]
     assert steps_of(run / "train") == [101, 201]
 
-
-def readme_snippet(example):
-    """The example's code from creating the counter to reading records back."""
-    source = (REPO / "examples" / example).read_text()
-    start = source.index("    counter = keras_stepcounter.")
-    end = source.index("    records = read_scalars", start)
-    return "\n".join(line[4:] for line in source[start:end].splitlines()).strip()
-
-
-@pytest.mark.parametrize("example", ["custom_loop.py", "graph_loop.py"])
-def test_readme_shows_the_code_of_the_example(example):
-    assert readme_snippet(example) in (REPO / "README.md").read_text()
