@@ -22,17 +22,9 @@ RECORDERS = ["StepCounter", "GraphStepCounter", "compat.v1.StepCounterHook"]
 
 
 def load_recorder(name: str):
-    """`keras_stepcounter.<name>`, or a skip while it is not merged yet."""
+    """`keras_stepcounter.<name>` (each of the three must exist)."""
     module_name, _, class_name = f"keras_stepcounter.{name}".rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if not (error.name or "").startswith("keras_stepcounter"):
-            raise
-        pytest.skip(f"{name} is not in this checkout yet ({module_name} missing)")
-    if not hasattr(module, class_name):
-        pytest.skip(f"{name} is not in this checkout yet")
-    return getattr(module, class_name)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 @pytest.fixture(params=RECORDERS)

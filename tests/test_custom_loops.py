@@ -180,9 +180,9 @@ def test_bad_step_source_fails_at_construction(make_source, message):
 
 
 def test_keras_variable_step_source_is_checked_by_dtype(keras):
-    if not hasattr(keras, "Variable"):
-        pytest.skip("tf_keras has no keras.Variable")
-    # Keras 3 variables report their dtype as a string.
+    # tf.keras is Keras 3 in this process; its variables report their
+    # dtype as a string. (tf_keras has no keras.Variable.)
+    assert keras.__name__.startswith("keras") and hasattr(keras, "Variable")
     with pytest.raises(TypeError, match="dtype float32"):
         keras_stepcounter.StepCounter(step_source=keras.Variable(0.0))
     keras_stepcounter.StepCounter(step_source=keras.Variable(0, dtype="int64"))
