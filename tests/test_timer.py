@@ -77,12 +77,26 @@ def test_rate_tracker_records_rate_and_extras(fake_clock):
 
 
 def test_rate_tracker_counts_examples_when_no_batch_size(fake_clock):
-    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock))
+    tracker = RateTracker(
+        SecondOrStepTimer(every_steps=2, clock=fake_clock), count_examples=True
+    )
     tracker.observe(0)
     tracker.add_examples(30)
     tracker.add_examples(50)
     fake_clock.advance(4.0)
     assert tracker.observe(2) == {"global_step/sec": 0.5, "examples/sec": 20.0}
+    # The zero-count rule: with examples counted, examples/sec is written at
+    # every record, 0 included.
+    fake_clock.advance(1.0)
+    assert tracker.observe(4) == {"global_step/sec": 2.0, "examples/sec": 0.0}
+
+
+def test_rate_tracker_without_counting_writes_no_examples(fake_clock):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock))
+    tracker.observe(0)
+    tracker.add_examples(30)
+    fake_clock.advance(1.0)
+    assert tracker.observe(2) == {"global_step/sec": 2.0}
 
 
 def test_zero_elapsed_time_records_nothing(fake_clock):
