@@ -61,10 +61,13 @@ class GraphStepCounter(tf.Module):
     written whatever `tf.summary.record_if` condition is active, under the
     tags exactly as given, whatever `tf.name_scope` is active.
 
-    If the step goes back (a restore, an `assign`), the call that sees it
-    records nothing for that interval, takes (now, step) as the new
-    baseline and prints one warning naming both steps to stderr (with
-    `tf.print`: a graph cannot reach Python's logger).
+    If the step goes back below the last baseline step (a restore, an
+    `assign`), the call that sees it records nothing for that interval,
+    takes (now, step) as the new baseline and prints one warning naming
+    both steps to stderr (with `tf.print`: a graph cannot reach Python's
+    logger). Unlike `StepCounter`, which compares with the last step it
+    read, it compares with the baseline step only: keeping the last step
+    seen would cost a variable write on every call.
 
     State lives in `tf.Variable`s and time comes from `tf.timestamp()`, so
     the counter adds no Python, no host round trip and no retracing to the

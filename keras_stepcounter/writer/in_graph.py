@@ -56,18 +56,16 @@ def print_rate_line(tag: str, rate: tf.Tensor) -> Any:
     return tf.print(tf.strings.join([tag, ": ", value]), output_stream=sys.stderr)
 
 
-def print_went_back_warning(last_step: tf.Tensor, step: tf.Tensor) -> Any:
-    """Prints, to stderr, the warning for a global step that went back."""
-    return tf.print(
-        "WARNING: keras_stepcounter: the global step went back from",
-        last_step,
-        "to",
-        step,
-        "(a checkpoint restore, or an assign to the step counter?); nothing "
-        "is recorded for that interval, and a new one starts at step",
-        step,
-        output_stream=sys.stderr,
+def print_went_back_warning(baseline_step: tf.Tensor, step: tf.Tensor) -> Any:
+    """Prints, to stderr, the warning for a global step below the baseline."""
+    line = tf.strings.format(
+        "WARNING: keras_stepcounter: the global step went back: {} is below "
+        "{}, the step of the last baseline (a checkpoint restore, or an "
+        "assign to the step counter?); nothing is recorded for that "
+        "interval, and a new one starts at step {}.",
+        (step, baseline_step, step),
     )
+    return tf.print(line, output_stream=sys.stderr)
 
 
 def graph_ops(ops: List[Any]) -> List[Any]:
