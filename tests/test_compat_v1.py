@@ -539,3 +539,21 @@ def test_output_dir_that_is_a_file(tmp_path):
 def test_bad_steps_per_run():
     with pytest.raises(ValueError, match="steps_per_run"):
         v1.StepCounterHook()._set_steps_per_run(0)
+
+
+# Tags exactly as given, whatever name scope is active. ----------------------
+
+
+@pytest.mark.parametrize("tag, expected", [(None, "global_step/sec"),
+                                           ("train/steps_per_sec", "train/steps_per_sec")])
+def test_tag_ignores_the_active_name_scope(tmp_path, tag, expected):
+    hook = v1.StepCounterHook(every_n_steps=5, output_dir=str(tmp_path), tag=tag)
+    with tf.Graph().as_default():
+        with tf.name_scope("experiment_1"):
+            step = default_global_step()
+            train_op = tf.compat.v1.assign_add(step, 1)
+            with tf.compat.v1.train.MonitoredSession(hooks=[hook]) as session:
+                for _ in range(11):
+                    session.run(train_op)
+    assert hook.tag == expected
+    assert list(read_scalars(str(tmp_path))) == [expected]
