@@ -11,21 +11,14 @@ from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
 from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, interval_scalars
 from keras_stepcounter.writer import check_output_dir, check_summary_writer
 from keras_stepcounter.writer.in_graph import (
+    after,
+    check_not_in_xla,
     graph_ops,
+    one_op_function,
     print_rate_line,
     print_went_back_warning,
     write_scalars_in_graph,
 )
-
-try:  # Private, but the only way to see an XLA context at trace time.
-    from tensorflow.python.ops.control_flow_util import (
-        GraphOrParentsInXlaContext as _in_xla_context,
-    )
-except ImportError:  # pragma: no cover - a TF without it: XLA fails later.
-
-    def _in_xla_context(graph: Any) -> bool:
-        return False
-
 
 NOT_RECORDED = float("nan")
 
@@ -35,15 +28,6 @@ _NO_BASELINE = tf.int64.min
 # `_state`: [baseline time, has a baseline (0/1), run start time], one
 # variable so that the trigger branch captures one handle, not three.
 _LAST_TIME, _HAS_BASELINE, _START_TIME = 0, 1, 2
-
-_XLA_MESSAGE = (
-    "GraphStepCounter was called inside an XLA-compiled function "
-    "(tf.function(jit_compile=True), or a TPU computation): tf.timestamp() "
-    "and tf.summary ops have no XLA kernels, so it cannot run there. Call "
-    "the counter outside the compiled function: keep the training step in "
-    "its own jit_compile=True tf.function, and call that step and then the "
-    "counter from a plain tf.function (or eager) loop."
-)
 
 
 class GraphStepCounter(tf.Module):
@@ -61,23 +45,19 @@ class GraphStepCounter(tf.Module):
     written whatever `tf.summary.record_if` condition is active, under the
     tags exactly as given, whatever `tf.name_scope` is active.
 
-    If the step goes back below the last baseline step (a restore, an
-    `assign`), the call that sees it records nothing for that interval,
-    takes (now, step) as the new baseline and prints one warning naming
-    both steps to stderr (with `tf.print`: a graph cannot reach Python's
-    logger). Unlike `StepCounter`, which compares with the last step it
-    read, it compares with the baseline step only: keeping the last step
+    A step below the last baseline step (a restore, an `assign`) records
+    nothing for that interval, becomes the new baseline, and prints one
+    warning naming both steps to stderr (`tf.print`: a graph cannot reach
+    Python's logger). `StepCounter` compares with the last step it read;
+    this compares with the baseline step only, as keeping the last step
     seen would cost a variable write on every call.
 
-    State lives in `tf.Variable`s and time comes from `tf.timestamp()`, so
-    the counter adds no Python, no host round trip and no retracing to the
-    function that calls it; its baseline carries over from one call of
-    that function to the next (`reset()` starts a new one). It also works
-    eagerly. Create it outside any `tf.function`.
-
-    It cannot run under XLA (`jit_compile=True`, TPU): `tf.timestamp()` and
-    summary ops have no XLA kernels, so it raises a `RuntimeError` at trace
-    time. Call it outside the compiled function.
+    State lives in `tf.Variable`s and time comes from `tf.timestamp()`: no
+    Python, no host round trip, no retracing; the baseline carries over
+    between calls of the calling function (`reset()` starts a new one). It
+    also works eagerly. Create it outside any `tf.function`. It cannot run
+    under XLA (`jit_compile=True`, TPU: no kernels for `tf.timestamp()` and
+    summaries): a `RuntimeError` at trace time says so.
 
     Args:
         every_n_steps: Record every N global steps. Default 100.
@@ -181,23 +161,13 @@ class GraphStepCounter(tf.Module):
         self._run_trigger = self._trigger_as_one_op() if self._writer is not None else self._trigger
 
     def _trigger_as_one_op(self) -> Callable[[tf.Tensor], tf.Tensor]:
-        """`_trigger` as a function the caller's graph calls as one op.
+        """`_trigger` as one never-inlined function call (`one_op_function`).
 
-        On a call where nothing is due, the executor still walks every node
-        of the branch not taken (its inputs are dead), so the cost of a call
-        grows with the branch: a function call node that is never inlined
-        (`_noinline`) keeps that branch one node, whatever the trigger does
-        (about 5.6 -> 3 us a call here). Without a writer of its own the
-        counter writes to the default writer at the caller's trace time,
-        which a separately traced function would not follow: then
-        `_trigger` stays inline.
+        Not without a writer of its own: the counter then writes to the
+        default writer at the caller's trace time, which a separately
+        traced function would not follow.
         """
-        return tf.function(
-            self._trigger,
-            input_signature=[tf.TensorSpec([], tf.int64)],
-            autograph=False,
-            experimental_attributes={"_noinline": True},
-        )
+        return one_op_function(self._trigger, tf.TensorSpec([], tf.int64))
 
     def __call__(self, step: Any, batch: Any = None) -> tf.Tensor:
         """Notes that training reached global `step`; records when due.
@@ -211,8 +181,7 @@ class GraphStepCounter(tf.Module):
             The recorded steps/sec as a float64 scalar tensor, or NaN
             (`NOT_RECORDED`) when this call recorded nothing.
         """
-        if _in_xla_context(tf.compat.v1.get_default_graph()):
-            raise RuntimeError(_XLA_MESSAGE)
+        check_not_in_xla()
         step = tf.cast(step, tf.int64)
         if self.options.count_fn is not None:
             self._examples.assign_add(tf.cast(self.options.count_fn(batch), tf.float64))
@@ -240,7 +209,7 @@ class GraphStepCounter(tf.Module):
     def close(self) -> None:
         """Flushes, and closes the writer if the counter opened it."""
         self.flush()
-        if self._owns_writer:
+        if self._owns_writer and self._writer is not None:
             self._writer.close()
 
     # Graph pieces. ---------------------------------------------------------
@@ -295,7 +264,9 @@ class GraphStepCounter(tf.Module):
         with tf.control_dependencies(updates):
             return tf.identity(rate)
 
-    def _record(self, step: tf.Tensor, elapsed_steps: tf.Tensor, elapsed_secs: tf.Tensor) -> tf.Tensor:
+    def _record(
+        self, step: tf.Tensor, elapsed_steps: tf.Tensor, elapsed_secs: tf.Tensor
+    ) -> tf.Tensor:
         options = self.options
         scalars = interval_scalars(
             self.tag,
@@ -331,7 +302,7 @@ class GraphStepCounter(tf.Module):
         done.append(
             tf.cond(
                 tf.logical_and(has_baseline, step < last_step),
-                lambda: _after(print_went_back_warning(last_step, step)),
+                lambda: after(print_went_back_warning(last_step, step)),
                 lambda: tf.constant(False),
             )
         )
@@ -342,10 +313,5 @@ class GraphStepCounter(tf.Module):
         written = write_scalars_in_graph(
             self._writer, step, {TIME_TO_FIRST_STEP_TAG: seconds}
         )
-        return _after(*written)
+        return after(*written)
 
-
-def _after(*ops: Any) -> tf.Tensor:
-    """`True`, once `ops` (graph ops, or None when run eagerly) have run."""
-    with tf.control_dependencies(graph_ops(list(ops))):
-        return tf.constant(True)

@@ -209,3 +209,26 @@ def test_differences_from_step_counter_on_purpose(tmp_path, capfd):
     assert math.isnan(results[0]) and math.isnan(results[1])
     assert results[2] == pytest.approx(values_of(tmp_path)[0], rel=1e-6)
     assert capfd.readouterr().err.startswith("global_step/sec: ")
+
+
+# The private attribute the per-call cost relies on. -----------------------------
+
+
+def test_trigger_is_a_never_inlined_function_in_the_callers_graph(tmp_path):
+    # one_op_function relies on TensorFlow's private `_noinline` function
+    # attribute; if TensorFlow stops carrying it into the caller's graph,
+    # this fails (and benchmarks/graph_step_counter.py shows the cost).
+    counter = GraphStepCounter(every_n_steps=10, output_dir=str(tmp_path), log=False)
+
+    @tf.function
+    def call(step):
+        return counter(step)
+
+    graph_def = call.get_concrete_function(tf.TensorSpec([], tf.int64)).graph.as_graph_def()
+    noinline = [f.signature.name for f in graph_def.library.function
+                if f.attr["_noinline"].b]
+    assert len(noinline) == 1 and "_trigger" in noinline[0]
+    callers = [node for f in graph_def.library.function for node in f.node_def
+               if node.op in ("StatefulPartitionedCall", "PartitionedCall")
+               and node.attr["f"].func.name == noinline[0]]
+    assert len(callers) == 1  # One call node in the due branch.
