@@ -115,3 +115,17 @@ def test_interval_scalars_on_tensors_gives_the_same_numbers():
         tf.constant(30.0, tf.float64), mfu_per_step_rate=0.1)
     as_floats = interval_scalars("global_step/sec", 10.0, 4.0, 30.0, mfu_per_step_rate=0.1)
     assert {tag: float(value) for tag, value in as_tensors.items()} == as_floats
+
+
+def test_rate_tracker_from_options(fake_clock):
+    from keras_stepcounter.core.rates import RateTracker
+    from keras_stepcounter.core.timer import SecondOrStepTimer
+
+    options = RecorderOptions(every_n_steps=2, count_fn=len, flops_per_step=2.0,
+                              peak_flops_per_sec=8.0, tag="train/sps")
+    tracker = RateTracker.from_options(SecondOrStepTimer(every_steps=2, clock=fake_clock),
+                                       options)
+    tracker.observe(0)
+    fake_clock.advance(2.0)
+    # Counted examples: examples/sec at every record, 0 included.
+    assert tracker.observe(2) == {"train/sps": 1.0, "examples/sec": 0.0, "mfu": 0.25}
