@@ -137,7 +137,6 @@ class StepCounter(keras.callbacks.Callback):
             peak_flops_per_sec=_checks.check_optional_positive_number(
                 "peak_flops_per_sec", peak_flops_per_sec
             ),
-            count_examples=count_fn is not None,
         )
         self._count_fn = count_fn
         self._count_fn_warned = False

@@ -91,8 +91,19 @@ def test_rate_tracker_counts_examples_when_no_batch_size(fake_clock):
     assert tracker.observe(4) == {"global_step/sec": 2.0, "examples/sec": 0.0}
 
 
-def test_rate_tracker_without_counting_writes_no_examples(fake_clock):
+def test_rate_tracker_counts_examples_from_the_first_add_by_default(fake_clock):
     tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock))
+    tracker.observe(0)
+    fake_clock.advance(1.0)
+    assert tracker.observe(2) == {"global_step/sec": 2.0}  # Nothing counted yet.
+    tracker.add_examples(0)
+    fake_clock.advance(1.0)
+    assert tracker.observe(4) == {"global_step/sec": 2.0, "examples/sec": 0.0}
+
+
+def test_rate_tracker_told_not_to_count_writes_no_examples(fake_clock):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock),
+                          count_examples=False)
     tracker.observe(0)
     tracker.add_examples(30)
     fake_clock.advance(1.0)

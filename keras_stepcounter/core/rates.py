@@ -99,7 +99,9 @@ class RateTracker:
             `peak_flops_per_sec`, adds `mfu`.
         peak_flops_per_sec: Peak FLOP/s of the hardware used.
         count_examples: Examples are counted with `add_examples` (a
-            `count_fn` was given): adds `examples/sec` at every record.
+            `count_fn` was given): adds `examples/sec` at every record, 0
+            included. Default None: from the first `add_examples` call on
+            (the adapters call it on every batch when given a `count_fn`).
 
     If an observed step is below the last one observed (a restore, an
     assign), nothing is recorded for that interval: the step and the time
@@ -113,12 +115,13 @@ class RateTracker:
         batch_size: Optional[int] = None,
         flops_per_step: Optional[float] = None,
         peak_flops_per_sec: Optional[float] = None,
-        count_examples: bool = False,
+        count_examples: Optional[bool] = None,
     ) -> None:
         self.timer = timer
         self.tag = tag
         self.batch_size = batch_size
-        self.count_examples = count_examples
+        self.count_examples = bool(count_examples)
+        self._count_from_first_add = count_examples is None
         self.mfu_per_step_rate = (
             flops_per_step / peak_flops_per_sec
             if flops_per_step is not None and peak_flops_per_sec
@@ -148,6 +151,8 @@ class RateTracker:
     def add_examples(self, count: float) -> None:
         """Counts examples (or items) processed since the last trigger."""
         self._examples_since_trigger += count
+        if self._count_from_first_add:
+            self.count_examples = True
 
     def observe(self, step: int) -> Optional[Dict[str, float]]:
         """Applies the trigger rules at `step`.
