@@ -1,5 +1,6 @@
 """The pure-Python timer and rate logic, driven by a fake clock."""
 
+import logging
 import math
 
 import pytest
@@ -151,3 +152,39 @@ def test_record_writes_logs_and_takes_the_new_baseline_after_its_work(
     assert tracker.observe(21) == {"global_step/sec": 10.0}
     assert sink.written == [(11, {"global_step/sec": 10.0})]
     assert (20, "global_step/sec: 10") in tf_log.messages
+
+
+def test_step_going_back_records_nothing_and_starts_a_new_baseline(fake_clock, tf_log):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=10, clock=fake_clock),
+                          batch_size=2)
+    tracker.observe(1)
+    fake_clock.advance(1.0)
+    assert tracker.observe(11) == {"global_step/sec": 10.0, "examples/sec": 20.0}
+    fake_clock.advance(1.0)
+    assert tracker.observe(15) is None  # Not due.
+    fake_clock.advance(1.0)
+    assert tracker.observe(3) is None  # A restore: below the last read (15).
+    fake_clock.advance(1.0)
+    assert tracker.observe(9) is None  # Not due: the new baseline is 3.
+    fake_clock.advance(1.0)
+    # 10 steps in the 2 s since the step went back: not (13 - 11) / 4 s.
+    assert tracker.observe(13) == {"global_step/sec": 5.0, "examples/sec": 10.0}
+    warnings = [m for level, m in tf_log.messages if level == logging.WARNING]
+    assert warnings == [
+        "keras_stepcounter: the global step went back from 15 to 3 (a checkpoint "
+        "restore, or an assign to the step counter?); nothing is recorded for that "
+        "interval, and a new one starts at step 3."
+    ]
+
+
+def test_each_going_back_event_warns_once(fake_clock, tf_log):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=None, every_secs=1.0,
+                                            clock=fake_clock))
+    for step in (5, 6, 2, 3, 4, 1, 1, 2):
+        fake_clock.advance(0.25)
+        tracker.observe(step)
+    warnings = [m for level, m in tf_log.messages if "went back" in m]
+    assert [w.split(" (")[0] for w in warnings] == [
+        "keras_stepcounter: the global step went back from 6 to 2",
+        "keras_stepcounter: the global step went back from 4 to 1",
+    ]
