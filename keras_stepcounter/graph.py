@@ -72,10 +72,9 @@ class GraphStepCounter(tf.Module):
         batch_size: Global examples per step; adds `examples/sec`
             (`steps/sec * batch_size`) at every record.
         count_fn: `count_fn(batch) -> tensor`, the examples (or tokens) in
-            a batch, computed in graph ops (e.g. counting non-padding
-            tokens); adds `examples/sec` (the sum since the last record over
-            its seconds) at every record, 0 included. Runs on every call, so
-            keep it cheap. At most one of `batch_size` and `count_fn`.
+            a batch, in graph ops; adds `examples/sec` (their sum since the
+            last record over its seconds) at every record, 0 included. Runs
+            on every call. At most one of `batch_size` and `count_fn`.
         flops_per_step: FLOPs of one training step; with
             `peak_flops_per_sec`, adds `mfu`.
         peak_flops_per_sec: Peak FLOP/s of the hardware.
@@ -296,7 +295,9 @@ class GraphStepCounter(tf.Module):
                 tf.cond(
                     has_baseline,
                     lambda: tf.constant(False),
-                    lambda: self._write_first_step_time(step, now - state[_START_TIME]),
+                    lambda: after(*write_scalars_in_graph(
+                        self._writer, step, {TIME_TO_FIRST_STEP_TAG: now - state[_START_TIME]}
+                    )),
                 )
             )
         done.append(
@@ -308,10 +309,3 @@ class GraphStepCounter(tf.Module):
         )
         with tf.control_dependencies(done):
             return tf.constant(NOT_RECORDED, tf.float64)
-
-    def _write_first_step_time(self, step: tf.Tensor, seconds: tf.Tensor) -> tf.Tensor:
-        written = write_scalars_in_graph(
-            self._writer, step, {TIME_TO_FIRST_STEP_TAG: seconds}
-        )
-        return after(*written)
-
