@@ -2,49 +2,32 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import tensorflow as tf
 
-from keras_stepcounter.core import checks as _checks
-from keras_stepcounter.core.rates import (
-    DEFAULT_TAG,
-    EXAMPLES_TAG,
-    MFU_TAG,
-    TIME_TO_FIRST_STEP_TAG,
-)
-from keras_stepcounter.writer import (
-    check_output_dir,
-    check_summary_writer,
+from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
+from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, interval_scalars
+from keras_stepcounter.writer import check_output_dir, check_summary_writer
+from keras_stepcounter.writer.in_graph import (
+    after,
+    check_not_in_xla,
     graph_ops,
+    one_op_function,
+    print_rate_line,
+    print_went_back_warning,
     write_scalars_in_graph,
 )
 
-try:  # Private, but the only way to see an XLA context at trace time.
-    from tensorflow.python.ops.control_flow_util import (
-        GraphOrParentsInXlaContext as _in_xla_context,
-    )
-except ImportError:  # pragma: no cover - a TF without it: XLA fails later.
-
-    def _in_xla_context(graph: Any) -> bool:
-        return False
-
-
 NOT_RECORDED = float("nan")
 
+# Before a baseline: every step is due (step >= _NO_BASELINE + every_n_steps)
+# and none is below it.
 _NO_BASELINE = tf.int64.min
-_NEVER = tf.int64.max
-
-_XLA_MESSAGE = (
-    "GraphStepCounter was called inside an XLA-compiled function "
-    "(tf.function(jit_compile=True), or a TPU computation): tf.timestamp() "
-    "and tf.summary ops have no XLA kernels, so it cannot run there. Call "
-    "the counter outside the compiled function: keep the training step in "
-    "its own jit_compile=True tf.function, and call that step and then the "
-    "counter from a plain tf.function (or eager) loop."
-)
+# `_state`: [baseline time, has a baseline (0/1), run start time], one
+# variable so that the trigger branch captures one handle, not three.
+_LAST_TIME, _HAS_BASELINE, _START_TIME = 0, 1, 2
 
 
 class GraphStepCounter(tf.Module):
@@ -58,17 +41,23 @@ class GraphStepCounter(tf.Module):
     `every_n_secs` have passed), never twice at one step, it writes
     `rate = (step - last_step) / (now - last_time)` as the scalar
     `global_step/sec` at `step`, flushes the writer, and prints the v1 line
-    `global_step/sec: <value>` to stderr with `tf.print`.
+    `global_step/sec: <value>` to stderr with `tf.print`. Records are
+    written whatever `tf.summary.record_if` condition is active, under the
+    tags exactly as given, whatever `tf.name_scope` is active.
 
-    State lives in `tf.Variable`s and time comes from `tf.timestamp()`, so
-    the counter adds no Python, no host round trip and no retracing to the
-    function that calls it; its baseline carries over from one call of
-    that function to the next (`reset()` starts a new one). It also works
-    eagerly. Create it outside any `tf.function`.
+    A step below the last baseline step (a restore, an `assign`) records
+    nothing for that interval, becomes the new baseline, and prints one
+    warning naming both steps to stderr (`tf.print`: a graph cannot reach
+    Python's logger). `StepCounter` compares with the last step it read;
+    this compares with the baseline step only, as keeping the last step
+    seen would cost a variable write on every call.
 
-    It cannot run under XLA (`jit_compile=True`, TPU): `tf.timestamp()` and
-    summary ops have no XLA kernels, so it raises a `RuntimeError` at trace
-    time. Call it outside the compiled function.
+    State lives in `tf.Variable`s and time comes from `tf.timestamp()`: no
+    Python, no host round trip, no retracing; the baseline carries over
+    between calls of the calling function (`reset()` starts a new one). It
+    also works eagerly. Create it outside any `tf.function`. It cannot run
+    under XLA (`jit_compile=True`, TPU: no kernels for `tf.timestamp()` and
+    summaries): a `RuntimeError` at trace time says so.
 
     Args:
         every_n_steps: Record every N global steps. Default 100.
@@ -80,17 +69,21 @@ class GraphStepCounter(tf.Module):
             each record, never closed here). With neither, records go to the
             default writer active when the calling function is traced.
         tag: Tag of the steps/sec scalar and the log line.
-        batch_size: Global examples per step; adds `examples/sec`.
+        batch_size: Global examples per step; adds `examples/sec`
+            (`steps/sec * batch_size`) at every record.
         count_fn: `count_fn(batch) -> tensor`, the examples (or tokens) in
-            a batch, computed in graph ops (e.g. counting non-padding
-            tokens); adds `examples/sec` from the sum since the last record.
-            Runs on every call, so keep it cheap.
+            a batch, in graph ops; adds `examples/sec` (their sum since the
+            last record over its seconds) at every record, 0 included. Runs
+            on every call. At most one of `batch_size` and `count_fn`.
         flops_per_step: FLOPs of one training step; with
             `peak_flops_per_sec`, adds `mfu`.
         peak_flops_per_sec: Peak FLOP/s of the hardware.
-        time_to_first_step: Record, at the first call, the seconds since the
-            counter was created (or last `reset()`), tracing and compiling
-            of the calling function included, as `time_to_first_step`.
+        time_to_first_step: Record `time_to_first_step`: the seconds from
+            the start of the run (the counter's creation, or the last
+            `reset()`) to the end of the first step (the first call after
+            it), tracing and compiling of the calling function included,
+            written at that first step. `StepCounter` means the same, from
+            `on_train_begin` (or entering `track()`).
         log: Print the v1 log line on each record. Default True.
         name: Name of the `tf.Module`.
 
@@ -131,21 +124,18 @@ class GraphStepCounter(tf.Module):
                 "creates tf.Variables and a summary writer); create it "
                 "once, then call it inside."
             )
-        _checks.check_every(every_n_steps, every_n_secs)
-        self.tag = _checks.check_tag(tag)
-        _checks.check_callable("count_fn", count_fn)
+        self.options = RecorderOptions(
+            every_n_steps=every_n_steps,
+            every_n_secs=every_n_secs,
+            tag=tag,
+            batch_size=batch_size,
+            count_fn=count_fn,
+            flops_per_step=flops_per_step,
+            peak_flops_per_sec=peak_flops_per_sec,
+            time_to_first_step=time_to_first_step,
+        )
+        self.tag = self.options.tag
         check_summary_writer(summary_writer)
-        self._every_n_steps = every_n_steps
-        self._every_n_secs = every_n_secs
-        self._batch_size = _checks.check_optional_positive_int("batch_size", batch_size)
-        self._count_fn = count_fn
-        self._flops_per_step = _checks.check_optional_positive_number(
-            "flops_per_step", flops_per_step
-        )
-        self._peak_flops_per_sec = _checks.check_optional_positive_number(
-            "peak_flops_per_sec", peak_flops_per_sec
-        )
-        self._record_time_to_first_step = bool(time_to_first_step)
         self._log = bool(log)
         output_dir = check_output_dir(output_dir)
         self._owns_writer = summary_writer is None and output_dir is not None
@@ -155,29 +145,28 @@ class GraphStepCounter(tf.Module):
             else summary_writer
         )
         with self.name_scope:
-            self._has_baseline = tf.Variable(
-                False, trainable=False, name="has_baseline"
-            )
             self._last_step = tf.Variable(
-                tf.constant(0, tf.int64), trainable=False, name="last_step"
+                tf.constant(_NO_BASELINE, tf.int64), trainable=False, name="last_step"
             )
-            # The first step at which a step trigger is due: the per-call
-            # test is one read and one compare. INT64_MIN before a baseline
-            # (any step is due); never for every_n_secs, whose test is
-            # the clock's.
-            self._next_due_step = tf.Variable(
-                tf.constant(_NO_BASELINE, tf.int64), trainable=False, name="next_due_step"
-            )
-            self._last_time = tf.Variable(
-                tf.constant(0.0, tf.float64), trainable=False, name="last_time"
+            # Wall-clock epoch seconds, comparable with tf.timestamp().
+            self._state = tf.Variable(
+                tf.constant([0.0, 0.0, time.time()], tf.float64),
+                trainable=False,
+                name="state",
             )
             self._examples = tf.Variable(
                 tf.constant(0.0, tf.float64), trainable=False, name="examples"
             )
-            # Wall-clock epoch seconds, comparable with tf.timestamp().
-            self._start_time = tf.Variable(
-                tf.constant(time.time(), tf.float64), trainable=False, name="start_time"
-            )
+        self._run_trigger = self._trigger_as_one_op() if self._writer is not None else self._trigger
+
+    def _trigger_as_one_op(self) -> Callable[[tf.Tensor], tf.Tensor]:
+        """`_trigger` as one never-inlined function call (`one_op_function`).
+
+        Not without a writer of its own: the counter then writes to the
+        default writer at the caller's trace time, which a separately
+        traced function would not follow.
+        """
+        return one_op_function(self._trigger, tf.TensorSpec([], tf.int64))
 
     def __call__(self, step: Any, batch: Any = None) -> tf.Tensor:
         """Notes that training reached global `step`; records when due.
@@ -191,27 +180,26 @@ class GraphStepCounter(tf.Module):
             The recorded steps/sec as a float64 scalar tensor, or NaN
             (`NOT_RECORDED`) when this call recorded nothing.
         """
-        if _in_xla_context(tf.compat.v1.get_default_graph()):
-            raise RuntimeError(_XLA_MESSAGE)
+        check_not_in_xla()
         step = tf.cast(step, tf.int64)
-        if self._count_fn is not None:
-            self._examples.assign_add(tf.cast(self._count_fn(batch), tf.float64))
+        if self.options.count_fn is not None:
+            self._examples.assign_add(tf.cast(self.options.count_fn(batch), tf.float64))
         return tf.cond(
             self._is_due(step),
-            lambda: self._trigger(step),
+            lambda: self._run_trigger(step),
             lambda: tf.constant(NOT_RECORDED, tf.float64),
         )
 
     def reset(self) -> None:
-        """Forgets the baseline: the next call sets a new one, records nothing.
+        """Starts a new run: the next call sets a new baseline, records
+        nothing (but `time_to_first_step`, counted from now).
 
         Call it (eagerly, or inside a function) before a run whose gap to
         the last call should not count, e.g. after evaluation.
         """
-        self._has_baseline.assign(False)
-        self._next_due_step.assign(_NO_BASELINE)
+        self._last_step.assign(_NO_BASELINE)
         self._examples.assign(0.0)
-        self._start_time.assign(tf.timestamp())
+        self._state.assign(tf.stack([0.0, 0.0, tf.timestamp()]))
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -220,97 +208,104 @@ class GraphStepCounter(tf.Module):
     def close(self) -> None:
         """Flushes, and closes the writer if the counter opened it."""
         self.flush()
-        if self._owns_writer:
+        if self._owns_writer and self._writer is not None:
             self._writer.close()
 
     # Graph pieces. ---------------------------------------------------------
 
     def _is_due(self, step: tf.Tensor) -> tf.Tensor:
-        """The v1 trigger rule, as a boolean tensor.
+        """The v1 trigger rule, or a step below the baseline, as a bool.
 
-        `_next_due_step` folds "no baseline yet", "every_n_steps reached"
-        and "not the step of the last trigger" (every_n_steps >= 1) into one
-        compare, since this runs on every call.
+        Runs on every call, so it reads one variable: before a baseline the
+        baseline step is INT64_MIN, below any step (every step is due).
         """
-        due_by_step = step >= self._next_due_step
-        if self._every_n_secs is None:
-            return due_by_step
+        last_step = self._last_step.read_value()
+        went_back = step < last_step
+        every_n_steps = self.options.every_n_steps
+        if every_n_steps is not None:
+            return tf.logical_or(step >= last_step + every_n_steps, went_back)
+        last_time = self._state[_LAST_TIME]
         due_by_time = tf.logical_and(
-            tf.timestamp() >= self._last_time + self._every_n_secs,
-            tf.not_equal(step, self._last_step),
+            tf.timestamp() >= last_time + self.options.every_n_secs,
+            tf.not_equal(step, last_step),
         )
-        return tf.logical_or(due_by_step, due_by_time)
+        return tf.logical_or(due_by_time, went_back)
 
     def _trigger(self, step: tf.Tensor) -> tf.Tensor:
+        state = self._state.read_value()
+        last_step = self._last_step.read_value()
         now = tf.timestamp()
-        elapsed_secs = now - self._last_time
-        elapsed_steps = tf.cast(step - self._last_step, tf.float64)
-        examples = self._examples.read_value()
+        elapsed_secs = now - state[_LAST_TIME]
+        # In float64: before a baseline, step - INT64_MIN would overflow.
+        elapsed_steps = tf.cast(step, tf.float64) - tf.cast(last_step, tf.float64)
+        has_baseline = state[_HAS_BASELINE] > 0.0
         recordable = tf.logical_and(
-            self._has_baseline,
-            tf.logical_and(elapsed_secs > 0.0, elapsed_steps > 0.0),
+            has_baseline, tf.logical_and(elapsed_secs > 0.0, elapsed_steps > 0.0)
         )
         rate = tf.cond(
             recordable,
-            lambda: self._record(step, elapsed_steps, elapsed_secs, examples),
-            lambda: self._no_record(step, now),
+            lambda: self._record(step, elapsed_steps, elapsed_secs),
+            lambda: self._no_record(step, now, state, last_step),
         )
         # The baseline time is taken after the record is written and
         # flushed: recording is not training.
         with tf.control_dependencies([rate]):
             updates = [
-                self._last_time.assign(tf.timestamp()),
+                self._state.assign(
+                    tf.stack([tf.timestamp(), 1.0, state[_START_TIME]])
+                ),
                 self._last_step.assign(step),
-                self._next_due_step.assign(self._next_due_after(step)),
-                self._has_baseline.assign(True),
-                self._examples.assign(0.0),
             ]
+            # Only touched with a count_fn: each variable the branch uses is
+            # one more input switched on every call.
+            if self.options.count_fn is not None:
+                updates.append(self._examples.assign(0.0))
         with tf.control_dependencies(updates):
             return tf.identity(rate)
 
-    def _next_due_after(self, step: tf.Tensor) -> tf.Tensor:
-        if self._every_n_steps is None:
-            return tf.constant(_NEVER, tf.int64)
-        return step + self._every_n_steps
-
-    def _record(self, step, elapsed_steps, elapsed_secs, examples) -> tf.Tensor:
-        rate = elapsed_steps / elapsed_secs
-        scalars = {self.tag: rate}
-        if self._batch_size is not None:
-            scalars[EXAMPLES_TAG] = rate * self._batch_size
-        elif self._count_fn is not None:
-            scalars[EXAMPLES_TAG] = examples / elapsed_secs
-        if self._flops_per_step is not None and self._peak_flops_per_sec is not None:
-            scalars[MFU_TAG] = rate * (self._flops_per_step / self._peak_flops_per_sec)
+    def _record(
+        self, step: tf.Tensor, elapsed_steps: tf.Tensor, elapsed_secs: tf.Tensor
+    ) -> tf.Tensor:
+        options = self.options
+        scalars = interval_scalars(
+            self.tag,
+            elapsed_steps,
+            elapsed_secs,
+            self._examples.read_value() if options.count_fn is not None else None,
+            batch_size=options.batch_size,
+            mfu_per_step_rate=options.mfu_per_step_rate,
+        )
+        rate = scalars[self.tag]
         written = write_scalars_in_graph(self._writer, step, scalars)
         if self._log:
-            # as_string(shortest=True) formats with %g, as v1's log line.
-            value = tf.strings.as_string(rate, shortest=True)
-            line = tf.strings.join([self.tag, ": ", value])
-            written.append(tf.print(line, output_stream=sys.stderr))
+            written.append(print_rate_line(self.tag, rate))
         with tf.control_dependencies(graph_ops(written)):
             return tf.identity(rate)
 
-    def _no_record(self, step: tf.Tensor, now: tf.Tensor) -> tf.Tensor:
-        """A trigger that only sets the baseline: the first call, or an
-        empty interval. The first call may note `time_to_first_step`."""
-        done = []
-        if self._record_time_to_first_step:
-            first = tf.logical_not(self._has_baseline)
+    def _no_record(
+        self, step: tf.Tensor, now: tf.Tensor, state: tf.Tensor, last_step: tf.Tensor
+    ) -> tf.Tensor:
+        """A trigger that only sets the baseline: the first call (which may
+        note `time_to_first_step`), a step that went back (which warns), or
+        an empty interval."""
+        done: List[Any] = []
+        has_baseline = state[_HAS_BASELINE] > 0.0
+        if self.options.time_to_first_step:
             done.append(
                 tf.cond(
-                    first,
-                    lambda: self._write_first_step_time(step, now),
+                    has_baseline,
                     lambda: tf.constant(False),
+                    lambda: after(*write_scalars_in_graph(
+                        self._writer, step, {TIME_TO_FIRST_STEP_TAG: now - state[_START_TIME]}
+                    )),
                 )
             )
+        done.append(
+            tf.cond(
+                tf.logical_and(has_baseline, step < last_step),
+                lambda: after(print_went_back_warning(last_step, step)),
+                lambda: tf.constant(False),
+            )
+        )
         with tf.control_dependencies(done):
             return tf.constant(NOT_RECORDED, tf.float64)
-
-    def _write_first_step_time(self, step: tf.Tensor, now: tf.Tensor) -> tf.Tensor:
-        seconds = now - self._start_time
-        written = write_scalars_in_graph(
-            self._writer, step, {TIME_TO_FIRST_STEP_TAG: seconds}
-        )
-        with tf.control_dependencies(graph_ops(written)):
-            return tf.constant(True)

@@ -5,6 +5,7 @@ whose subprocesses configure the devices before TensorFlow starts.
 """
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -16,7 +17,12 @@ import pytest
 from conftest import steps_of
 
 import keras_stepcounter
-from keras_stepcounter._distribute import _tf_config_says_chief, is_chief
+from keras_stepcounter._distribute import (
+    _tf_config_says_chief,
+    chief_decision,
+    is_chief,
+    tf_config_decision,
+)
 from keras_stepcounter.tools.events import event_files, read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,10 +30,12 @@ WORKER_SCRIPT = REPO / "tests" / "multiworker_script.py"
 TIME_LIMIT_SECS = 240
 
 
-def tf_config(task_type, index, chief=False, workers=2):
+def tf_config(task_type, index, chief=False, workers=2, master=False):
     cluster = {"worker": [f"127.0.0.1:{9000 + i}" for i in range(workers)]}
     if chief:
         cluster["chief"] = ["127.0.0.1:8999"]
+    if master:  # The Estimator-era name of the chief.
+        cluster["master"] = ["127.0.0.1:8998"]
     return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
 
 
@@ -44,10 +52,80 @@ def tf_config(task_type, index, chief=False, workers=2):
         (tf_config("evaluator", 0), True),
         (tf_config("ps", 0), False),
         ("{not json", True),
+        (tf_config("master", 0, master=True), True),
+        (tf_config("worker", 0, master=True), False),
+        (tf_config("worker", 1, master=True), False),
+        # A launcher that sets only the task, as some Estimator-era ones do.
+        (json.dumps({"task": {"type": "master", "index": 0}}), True),
     ],
 )
 def test_tf_config_names_the_chief_as_tensorflow_does(config, expected):
     assert _tf_config_says_chief(config) is expected
+
+
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        (tf_config("worker", 1), 'TF_CONFIG names this task "worker" 1; with no '
+                                 '"chief" task in the cluster, worker 0 is the chief'),
+        (tf_config("worker", 0, chief=True),
+         'TF_CONFIG names this task "worker" 0, and the cluster\'s chief is its "chief" task'),
+        (tf_config("worker", 0, master=True),
+         'TF_CONFIG names this task "worker" 0, and the cluster\'s chief is its "master" task'),
+        (tf_config("ps", 0), 'TF_CONFIG names this task "ps" 0, which is never the chief'),
+    ],
+)
+def test_not_the_chief_says_why(config, reason):
+    assert tf_config_decision(config).reason == reason
+    assert not tf_config_decision(config)
+
+
+def test_not_the_chief_warns_once_per_decision_saying_why(monkeypatch, tf_log):
+    monkeypatch.setenv("TF_CONFIG", tf_config("worker", 1))
+    assert is_chief() is False
+    warnings = [m for level, m in tf_log.messages if level == logging.WARNING]
+    assert warnings == [
+        "keras_stepcounter: this process is not the chief of its job (TF_CONFIG "
+        'names this task "worker" 1; with no "chief" task in the cluster, worker 0 '
+        "is the chief), so the step counter records nothing here: no event file, "
+        "no log line. The chief records the global steps/sec for the whole job."
+    ]
+    assert chief_decision().reason in warnings[0]  # chief_decision itself is quiet.
+    assert len([m for level, m in tf_log.messages if level == logging.WARNING]) == 1
+
+
+def test_the_chief_does_not_warn(monkeypatch, tf_log):
+    monkeypatch.setenv("TF_CONFIG", tf_config("master", 0, master=True))
+    assert is_chief() is True
+    assert [m for level, m in tf_log.messages if level == logging.WARNING] == []
+
+
+def test_strategy_that_does_not_save_summaries_is_named(monkeypatch):
+    class Extended:
+        should_save_summary = False
+
+    class FakeWorkerStrategy:
+        extended = Extended()
+
+    class Model:
+        distribute_strategy = FakeWorkerStrategy()
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    decision = chief_decision(Model())
+    assert not decision
+    assert decision.reason.startswith("its tf.distribute strategy, FakeWorkerStrategy,")
+
+
+def test_master_task_records_in_a_single_process_fit(
+        monkeypatch, make_model, tiny_data, tmp_path, tf_log):
+    # Issue 13 item 10: a launcher setting the Estimator-era "master" task.
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": {"master": ["127.0.0.1:8998"]}, "task": {"type": "master", "index": 0}}))
+    x, y = tiny_data
+    counter = keras_stepcounter.StepCounter(every_n_steps=10, output_dir=str(tmp_path))
+    make_model().fit(x, y, batch_size=4, verbose=0, callbacks=[counter])
+    assert steps_of(tmp_path) == [11, 21]
+    assert not [m for _, m in tf_log.messages if "not the chief" in m]
 
 
 def test_without_strategy_or_tf_config_the_process_is_the_chief(monkeypatch):
@@ -84,6 +162,8 @@ def test_only_the_chief_records_in_fit(
         assert log_lines == []
         assert "steps_per_sec" not in history.history
         assert reads == []
+    not_chief = [m for _, m in tf_log.messages if "is not the chief" in m]
+    assert len(not_chief) == (0 if writes else 1)  # Said once, with why.
 
 
 # A real two-worker job. ---------------------------------------------------

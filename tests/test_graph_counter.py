@@ -105,24 +105,28 @@ def test_every_n_secs_records_where_the_clock_says(tmp_path):
     )
 
     @tf.function
-    def loop():
-        ends = tf.TensorArray(tf.float64, size=steps + 1)
+    def loop(n):
+        ends = tf.TensorArray(tf.float64, size=n + 1)
         ends = ends.write(0, tf.timestamp())
-        for i in tf.range(1, steps + 1):
+        for i in tf.range(1, n + 1):
             with tf.control_dependencies([sleep_op(step_secs)]):
                 step.assign_add(1)
-            ends = ends.write(i, tf.timestamp())  # The end of step i.
+            ends = ends.write(i, tf.timestamp())  # The end of step `first + i`.
             counter(step)
         return ends.stack()
 
-    ends = loop().numpy()
+    # Step 1 sets the baseline, and runs the trigger once (its first run
+    # instantiates it: not training time, so not in any interval).
+    loop(tf.constant(1))
+    ends = loop(tf.constant(steps)).numpy()  # ends[k]: the end of step 1 + k.
     records = steps_of(tmp_path)
     assert len(records) >= 3
-    # Replay the rule on the clock: from each record (the first call is the
+    # Replay the rule on the clock: from each record (step 1 is the
     # baseline), the next is due at the first step ending every_secs later.
     for last, actual in zip([1] + records, records):
         expected = next(
-            s for s in range(last + 1, steps + 1) if ends[s] - ends[last] >= every_secs
+            s for s in range(last + 1, steps + 2)
+            if ends[s - 1] - ends[last - 1] >= every_secs
         )
         assert abs(actual - expected) <= 1, (last, actual, expected)
 
@@ -298,8 +302,14 @@ def test_created_inside_tf_function_fails():
         (dict(tag=""), ValueError, "tag must be a non-empty str"),
         (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
         (dict(count_fn=3), TypeError, "count_fn must be callable"),
-        (dict(flops_per_step=-1.0), ValueError, "flops_per_step must be a positive"),
-        (dict(peak_flops_per_sec="x"), TypeError, "peak_flops_per_sec must be a positive"),
+        (dict(flops_per_step=-1.0, peak_flops_per_sec=1e12), ValueError,
+         "flops_per_step must be a positive"),
+        (dict(flops_per_step=1e9, peak_flops_per_sec="x"), TypeError,
+         "peak_flops_per_sec must be a positive"),
+        # The extras pairing check, shared with StepCounter (RecorderOptions).
+        (dict(flops_per_step=1e9), ValueError, "flops_per_step and peak_flops_per_sec go together"),
+        (dict(peak_flops_per_sec=1e12), ValueError, "got only peak_flops_per_sec"),
+        (dict(batch_size=8, count_fn=len), ValueError, "at most one of batch_size and count_fn"),
         (dict(summary_writer="w"), TypeError, "summary_writer must be a tf.summary.SummaryWriter"),
         (dict(output_dir=3), TypeError, "output_dir must be a str"),
     ],

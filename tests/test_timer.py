@@ -1,5 +1,6 @@
 """The pure-Python timer and rate logic, driven by a fake clock."""
 
+import logging
 import math
 
 import pytest
@@ -77,12 +78,37 @@ def test_rate_tracker_records_rate_and_extras(fake_clock):
 
 
 def test_rate_tracker_counts_examples_when_no_batch_size(fake_clock):
-    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock))
+    tracker = RateTracker(
+        SecondOrStepTimer(every_steps=2, clock=fake_clock), count_examples=True
+    )
     tracker.observe(0)
     tracker.add_examples(30)
     tracker.add_examples(50)
     fake_clock.advance(4.0)
     assert tracker.observe(2) == {"global_step/sec": 0.5, "examples/sec": 20.0}
+    # The zero-count rule: with examples counted, examples/sec is written at
+    # every record, 0 included.
+    fake_clock.advance(1.0)
+    assert tracker.observe(4) == {"global_step/sec": 2.0, "examples/sec": 0.0}
+
+
+def test_rate_tracker_counts_examples_from_the_first_add_by_default(fake_clock):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock))
+    tracker.observe(0)
+    fake_clock.advance(1.0)
+    assert tracker.observe(2) == {"global_step/sec": 2.0}  # Nothing counted yet.
+    tracker.add_examples(0)
+    fake_clock.advance(1.0)
+    assert tracker.observe(4) == {"global_step/sec": 2.0, "examples/sec": 0.0}
+
+
+def test_rate_tracker_told_not_to_count_writes_no_examples(fake_clock):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=2, clock=fake_clock),
+                          count_examples=False)
+    tracker.observe(0)
+    tracker.add_examples(30)
+    fake_clock.advance(1.0)
+    assert tracker.observe(2) == {"global_step/sec": 2.0}
 
 
 def test_zero_elapsed_time_records_nothing(fake_clock):
@@ -126,3 +152,39 @@ def test_record_writes_logs_and_takes_the_new_baseline_after_its_work(
     assert tracker.observe(21) == {"global_step/sec": 10.0}
     assert sink.written == [(11, {"global_step/sec": 10.0})]
     assert (20, "global_step/sec: 10") in tf_log.messages
+
+
+def test_step_going_back_records_nothing_and_starts_a_new_baseline(fake_clock, tf_log):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=10, clock=fake_clock),
+                          batch_size=2)
+    tracker.observe(1)
+    fake_clock.advance(1.0)
+    assert tracker.observe(11) == {"global_step/sec": 10.0, "examples/sec": 20.0}
+    fake_clock.advance(1.0)
+    assert tracker.observe(15) is None  # Not due.
+    fake_clock.advance(1.0)
+    assert tracker.observe(3) is None  # A restore: below the last read (15).
+    fake_clock.advance(1.0)
+    assert tracker.observe(9) is None  # Not due: the new baseline is 3.
+    fake_clock.advance(1.0)
+    # 10 steps in the 2 s since the step went back: not (13 - 11) / 4 s.
+    assert tracker.observe(13) == {"global_step/sec": 5.0, "examples/sec": 10.0}
+    warnings = [m for level, m in tf_log.messages if level == logging.WARNING]
+    assert warnings == [
+        "keras_stepcounter: the global step went back from 15 to 3 (a checkpoint "
+        "restore, or an assign to the step counter?); nothing is recorded for that "
+        "interval, and a new one starts at step 3."
+    ]
+
+
+def test_each_going_back_event_warns_once(fake_clock, tf_log):
+    tracker = RateTracker(SecondOrStepTimer(every_steps=None, every_secs=1.0,
+                                            clock=fake_clock))
+    for step in (5, 6, 2, 3, 4, 1, 1, 2):
+        fake_clock.advance(0.25)
+        tracker.observe(step)
+    warnings = [m for level, m in tf_log.messages if "went back" in m]
+    assert [w.split(" (")[0] for w in warnings] == [
+        "keras_stepcounter: the global step went back from 6 to 2",
+        "keras_stepcounter: the global step went back from 4 to 1",
+    ]

@@ -1,19 +1,32 @@
 """Rate arithmetic shared by every recorder, in plain Python.
 
-`RateTracker` turns "the global step is now N" into the scalars to record,
-using a `SecondOrStepTimer` for the when and plain division for the what.
-The adapters (Keras callback, v1 hook, custom-loop API) only read steps,
-hand them here, and pass what comes back to a writer.
+`interval_scalars` is the one formula for what a record holds (steps/sec,
+examples/sec, mfu); it uses only arithmetic operators, so it gives Python
+floats for `StepCounter` and the v1 hook, and graph tensors for
+`GraphStepCounter`. `RateTracker` turns "the global step is now N" into
+those scalars, using a `SecondOrStepTimer` for the when.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, Optional, Protocol
+from typing import Any, Dict, Optional, Protocol, Tuple
 
+from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
 from keras_stepcounter.core.timer import SecondOrStepTimer
 
-DEFAULT_TAG = "global_step/sec"
+__all__ = [
+    "DEFAULT_TAG",
+    "EXAMPLES_TAG",
+    "MFU_TAG",
+    "TIME_TO_FIRST_STEP_TAG",
+    "RateTracker",
+    "ScalarSink",
+    "interval_scalars",
+    "log_rate",
+    "tf_logger",
+]
+
 EXAMPLES_TAG = "examples/sec"
 TIME_TO_FIRST_STEP_TAG = "time_to_first_step"
 MFU_TAG = "mfu"
@@ -23,13 +36,50 @@ MFU_TAG = "mfu"
 tf_logger = logging.getLogger("tensorflow")
 
 _MAX_STALL_WARNINGS = 5
-_STALL_MESSAGE = (
+STALL_MESSAGE = (
     "It seems that global step (tf.train.get_global_step) has not "
     "been increased. Current value (could be stable): %s vs previous "
     "value: %s. You could increase the global step by passing "
     "tf.train.get_global_step() to Optimizer.apply_gradients or "
     "Optimizer.minimize."
 )
+WENT_BACK_MESSAGE = (
+    "keras_stepcounter: the global step went back from %s to %s (a "
+    "checkpoint restore, or an assign to the step counter?); nothing is "
+    "recorded for that interval, and a new one starts at step %s."
+)
+
+
+def interval_scalars(
+    tag: str,
+    elapsed_steps: Any,
+    elapsed_secs: Any,
+    examples: Any = None,
+    *,
+    batch_size: Optional[int] = None,
+    mfu_per_step_rate: Optional[float] = None,
+) -> Dict[str, Any]:
+    """The scalars recorded for `elapsed_steps` steps in `elapsed_secs` seconds.
+
+    `tag`: steps/sec. `examples/sec`: `steps/sec * batch_size` with a batch
+    size, else `examples / elapsed_secs` when examples are counted
+    (`examples` not None, a `count_fn` was given), written at every record,
+    0 included. `mfu`: `steps/sec * mfu_per_step_rate`
+    (`flops_per_step / peak_flops_per_sec`) when given.
+
+    Only `/` and `*` are used, so the arguments may be Python numbers or
+    TensorFlow tensors (float64 in `GraphStepCounter`). The caller makes
+    sure `elapsed_secs` and `elapsed_steps` are positive.
+    """
+    steps_per_sec = elapsed_steps / elapsed_secs
+    values = {tag: steps_per_sec}
+    if batch_size is not None:
+        values[EXAMPLES_TAG] = steps_per_sec * batch_size
+    elif examples is not None:
+        values[EXAMPLES_TAG] = examples / elapsed_secs
+    if mfu_per_step_rate is not None:
+        values[MFU_TAG] = steps_per_sec * mfu_per_step_rate
+    return values
 
 
 class ScalarSink(Protocol):
@@ -48,6 +98,14 @@ class RateTracker:
         flops_per_step: FLOPs of one training step; with
             `peak_flops_per_sec`, adds `mfu`.
         peak_flops_per_sec: Peak FLOP/s of the hardware used.
+        count_examples: Examples are counted with `add_examples` (a
+            `count_fn` was given): adds `examples/sec` at every record, 0
+            included. Default None: from the first `add_examples` call on
+            (the adapters call it on every batch when given a `count_fn`).
+
+    If an observed step is below the last one observed (a restore, an
+    assign), nothing is recorded for that interval: the step and the time
+    of that read become the new baseline, and one WARNING names both steps.
     """
 
     def __init__(
@@ -57,39 +115,71 @@ class RateTracker:
         batch_size: Optional[int] = None,
         flops_per_step: Optional[float] = None,
         peak_flops_per_sec: Optional[float] = None,
+        count_examples: Optional[bool] = None,
     ) -> None:
         self.timer = timer
         self.tag = tag
         self.batch_size = batch_size
-        self.flops_per_step = flops_per_step
-        self.peak_flops_per_sec = peak_flops_per_sec
+        self.count_examples = bool(count_examples)
+        self._count_from_first_add = count_examples is None
+        self.mfu_per_step_rate = (
+            flops_per_step / peak_flops_per_sec
+            if flops_per_step is not None and peak_flops_per_sec
+            else None
+        )
         self._examples_since_trigger = 0.0
+        self._last_observed_step: Optional[int] = None
         self._stall_warnings = 0
+
+    @classmethod
+    def from_options(cls, timer: SecondOrStepTimer, options: RecorderOptions) -> "RateTracker":
+        return cls(
+            timer,
+            tag=options.tag,
+            batch_size=options.batch_size,
+            flops_per_step=options.flops_per_step,
+            peak_flops_per_sec=options.peak_flops_per_sec,
+            count_examples=options.count_fn is not None,
+        )
 
     def reset(self) -> None:
         """Forgets the baseline; the next observed step starts a new one."""
         self.timer.reset()
         self._examples_since_trigger = 0.0
+        self._last_observed_step = None
 
     def add_examples(self, count: float) -> None:
         """Counts examples (or items) processed since the last trigger."""
         self._examples_since_trigger += count
+        if self._count_from_first_add:
+            self.count_examples = True
 
     def observe(self, step: int) -> Optional[Dict[str, float]]:
         """Applies the trigger rules at `step`.
 
         Returns the scalars to record at `step`, or `None` when nothing is
-        due, when this call only set the baseline, or when the interval is
-        empty (no time or no steps elapsed: nothing honest to divide).
+        due, when this call only set the baseline, when the step went back,
+        or when the interval is empty (no time or no steps elapsed: nothing
+        honest to divide).
         """
+        interval = self.interval(step)
+        return None if interval is None else self.scalars(*interval)
+
+    def interval(self, step: int) -> Optional[Tuple[int, float, float]]:
+        """`(elapsed_steps, elapsed_secs, examples)` if a record is due at
+        `step` (the baseline then moves to `step`), else None."""
+        if self._went_back(step):
+            return None
+        self._last_observed_step = step
         if not self.timer.should_trigger_for_step(step):
             return None
         elapsed_secs, elapsed_steps = self.timer.update_last_triggered_step(step)
-        examples = self._examples_since_trigger
-        self._examples_since_trigger = 0.0
-        if elapsed_secs is None or elapsed_secs <= 0 or elapsed_steps <= 0:
+        examples = self._take_examples()
+        if elapsed_secs is None or elapsed_steps is None:
             return None
-        return self.scalars(elapsed_steps, elapsed_secs, examples)
+        if elapsed_secs <= 0 or elapsed_steps <= 0:
+            return None
+        return elapsed_steps, elapsed_secs, examples
 
     def record(self, sink: ScalarSink, step: int, scalars: Dict[str, float]) -> None:
         """Writes `scalars` at `step`, logs the v1 line, and restarts the clock.
@@ -105,17 +195,14 @@ class RateTracker:
         self, elapsed_steps: int, elapsed_secs: float, examples: float = 0.0
     ) -> Dict[str, float]:
         """The scalars for an interval of `elapsed_steps` in `elapsed_secs`."""
-        steps_per_sec = elapsed_steps / elapsed_secs
-        values = {self.tag: steps_per_sec}
-        if self.batch_size is not None:
-            values[EXAMPLES_TAG] = steps_per_sec * self.batch_size
-        elif examples:
-            values[EXAMPLES_TAG] = examples / elapsed_secs
-        if self.flops_per_step is not None and self.peak_flops_per_sec:
-            values[MFU_TAG] = (
-                steps_per_sec * self.flops_per_step / self.peak_flops_per_sec
-            )
-        return values
+        return interval_scalars(
+            self.tag,
+            elapsed_steps,
+            elapsed_secs,
+            examples if self.count_examples else None,
+            batch_size=self.batch_size,
+            mfu_per_step_rate=self.mfu_per_step_rate,
+        )
 
     def warn_if_stalled(self, step: int, previous_step: Optional[int]) -> None:
         """Warns, as v1 did and at most 5 times, when the step stood still."""
@@ -123,7 +210,22 @@ class RateTracker:
             return
         if self._stall_warnings < _MAX_STALL_WARNINGS:
             self._stall_warnings += 1
-            tf_logger.warning(_STALL_MESSAGE, step, previous_step)
+            tf_logger.warning(STALL_MESSAGE, step, previous_step)
+
+    def _went_back(self, step: int) -> bool:
+        last = self._last_observed_step
+        if last is None or step >= last:
+            return False
+        tf_logger.warning(WENT_BACK_MESSAGE, last, step, step)
+        self.timer.reset()
+        self.timer.update_last_triggered_step(step)
+        self._examples_since_trigger = 0.0
+        self._last_observed_step = step
+        return True
+
+    def _take_examples(self) -> float:
+        examples, self._examples_since_trigger = self._examples_since_trigger, 0.0
+        return examples
 
 
 def log_rate(tag: str, steps_per_sec: float) -> None:

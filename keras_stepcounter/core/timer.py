@@ -4,8 +4,10 @@
 (`tensorflow/python/training/basic_session_run_hooks.py`) with three changes
 that the package promises (SPEC section 3):
 
-* time comes from a monotonic clock (`time.perf_counter` unless a test or a
-  simulation passes another), so a wall-clock jump cannot bend a rate;
+* time comes from the `clock` it is given, read when needed: a monotonic
+  clock (`time.perf_counter`) by default, so a wall-clock jump cannot bend
+  a rate; the v1 classes pass TF1's clock, `time.time()` looked up at each
+  call (`compat.v1.SecondOrStepTimer`);
 * the baseline time can be re-taken after the recorder's own work
   (`restart_clock`), so writing a record is not charged to training;
 * time that is not training (epoch boundaries, gaps between `fit` calls)
@@ -77,7 +79,7 @@ class SecondOrStepTimer:
             return True
         if self._last_triggered_step == step:
             return False
-        if self._every_secs is not None:
+        if self._every_secs is not None and self._last_triggered_time is not None:
             if self._clock() >= self._last_triggered_time + self._every_secs:
                 return True
         if self._every_steps is not None:
@@ -93,7 +95,7 @@ class SecondOrStepTimer:
         Both are `None` on the first call, which only sets the baseline.
         """
         now = self._clock()
-        if self._last_triggered_time is None:
+        if self._last_triggered_time is None or self._last_triggered_step is None:
             elapsed: Tuple[Optional[float], Optional[int]] = (None, None)
         else:
             elapsed = (

@@ -10,41 +10,52 @@ from keras_stepcounter.writer._failures import FailureReporter
 
 
 class V1ScalarWriter:
-    """Writes scalars as v1 `Summary` protos through a v1 `FileWriter`, and flushes.
+    """Writes scalars as v1 `Summary` protos through a v1 `FileWriter`.
 
     The writer of `compat.v1.StepCounterHook`, with v1's choice of writer:
     the caller's `summary_writer` if given (flushed, never closed), else the
     process-wide writer for `output_dir` from
     `tf.compat.v1.summary.FileWriterCache` (shared with other v1 hooks
-    writing there, so also never closed here). Unlike v1 it flushes after
-    each record, and like `ScalarWriter` a failure never escapes: the first
-    is a `RuntimeWarning`, and writing resumes when it works again.
+    writing there, so also never closed here). Unlike v1, the hook flushes
+    after each record (`flush`); like `ScalarWriter`, a failure never
+    escapes: the first is a `RuntimeWarning`, and writing resumes when it
+    works again.
 
     Args:
         output_dir: Directory whose cached `FileWriter` to use.
         summary_writer: A v1 writer (with `add_summary`) owned by the caller.
+
+    Attributes:
+        writer: The v1 writer written to, or None (no writer: nothing is
+            written). The hook sets it to its `_summary_writer`, TF's
+            override point, before each record.
     """
 
     def __init__(self, output_dir: Optional[str] = None, summary_writer: Any = None) -> None:
         self._output_dir = output_dir
-        self._writer = summary_writer
+        self.writer = summary_writer
         self._failures = FailureReporter("v1 summary writer")
 
-    def open(self) -> None:
+    def open(self) -> Any:
         """Gets the cached writer for `output_dir` (v1 did this in `begin`).
 
-        Needs graph mode: `FileWriter` refuses eager execution.
+        Returns the writer (None without one). Needs graph mode: `FileWriter`
+        refuses eager execution.
         """
-        if self._writer is None and self._output_dir:
+        if self.writer is None and self._output_dir:
             try:
-                self._writer = tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
+                self.writer = tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
             except Exception as error:  # Training must go on.
                 self._failures.failed("open", error)
+        return self.writer
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
-        """Adds `scalars` at `step` as one `Summary` and flushes; True if written."""
-        self.open()
-        if self._writer is None:
+        """Adds `scalars` at `step` as one `Summary`; True if written.
+
+        Not flushed here: the hook flushes once per record, after any
+        summaries a subclass's `_log_and_record` added too.
+        """
+        if self.writer is None:
             return False
         summary = tf.compat.v1.Summary(
             value=[
@@ -53,8 +64,7 @@ class V1ScalarWriter:
             ]
         )
         try:
-            self._writer.add_summary(summary, step)
-            self._flush_writer()
+            self.writer.add_summary(summary, step)
         except Exception as error:  # Training must go on.
             self._failures.failed("write", error)
             return False
@@ -62,14 +72,10 @@ class V1ScalarWriter:
         return True
 
     def flush(self) -> None:
-        if self._writer is None:
+        flush = getattr(self.writer, "flush", None)
+        if not callable(flush):  # No writer, or v1's any-object-with-add_summary.
             return
         try:
-            self._flush_writer()
+            flush()
         except Exception as error:
             self._failures.failed("flush", error)
-
-    def _flush_writer(self) -> None:
-        flush = getattr(self._writer, "flush", None)
-        if callable(flush):  # v1 accepted any object with add_summary.
-            flush()

@@ -8,7 +8,7 @@ Mirrors TensorFlow's aliases: `compat.v1.train.StepCounterHook` (as
 from keras_stepcounter.compat.v1 import estimator, train
 from keras_stepcounter.compat.v1.migrate import to_step_counter
 from keras_stepcounter.compat.v1.step_counter_hook import StepCounterHook, global_step_read
-from keras_stepcounter.core.timer import SecondOrStepTimer
+from keras_stepcounter.compat.v1.timer import SecondOrStepTimer
 
 __all__ = [
     "SecondOrStepTimer",

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Optional
 
 import tensorflow as tf
 
+# TF1's hook logs through this module, and code written for it (TF's own
+# tests among it) patches `tf_logging.info` / `tf_logging.log_first_n`
+# there; `tf.compat.v1.logging` holds copies bound at import, which such
+# patches do not reach. So this hook calls through the module, at call time.
+from tensorflow.python.platform import tf_logging
+
+from keras_stepcounter.compat.v1.timer import SecondOrStepTimer, wall_clock
 from keras_stepcounter.core import checks as _checks
-from keras_stepcounter.core.rates import RateTracker
-from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
+from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
+from keras_stepcounter.core.rates import STALL_MESSAGE, RateTracker, interval_scalars
+from keras_stepcounter.core.timer import Clock
 from keras_stepcounter.writer import (
     V1ScalarWriter,
     check_output_dir,
@@ -29,14 +36,22 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
     `<global step op name>/sec` (`global_step/sec` by default) at the global
     step, and logs `global_step/sec: <value>` through TensorFlow's logger.
     If the global step does not increase it logs v1's warning, at most 5
-    times.
+    times per process (v1's `log_first_n`).
 
-    What differs from v1, on purpose: the clock is monotonic; the baseline
-    time is re-taken after a record is written, so writing is not charged
-    to training; each record is flushed to disk before training resumes,
-    and `end` flushes; a zero or negative interval records nothing; the
-    stall warning counts per hook, not per process; bad arguments fail here
-    rather than during training.
+    TF1's override points keep TF1's names and signatures, so subclasses
+    written for TF1's hook work: `_log_and_record(elapsed_steps,
+    elapsed_time, global_step)` is called for each record, and
+    `_summary_tag`, `_summary_writer` (the cached `FileWriter` once begun),
+    `_output_dir`, `_timer`, `_steps_per_run`, `_set_steps_per_run` and
+    `_last_global_step` are there. The clock is TF1's, `time.time()`,
+    looked up when called.
+
+    What differs from v1, on purpose: the baseline time is re-taken after a
+    record is written, so writing is not charged to training; each record
+    is flushed to disk before training resumes, and `end` flushes; a zero
+    or negative interval (a wall-clock jump) records nothing; a global step
+    that goes back records nothing for that interval and warns once; bad
+    arguments fail here rather than during training.
 
     Args:
         every_n_steps: Record every N global steps. Default 100.
@@ -50,10 +65,10 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
             `output_dir`. A v2 `tf.summary.SummaryWriter` is refused with a
             `TypeError`: use `output_dir`. With neither, only the log line
             is written.
-        tag: Tag of the scalar and the log line (keyword-only). Default, as
-            in v1: the global step op's name + `/sec`.
-        clock: Monotonic clock in seconds (keyword-only). Default
-            `time.perf_counter`; tests pass a fake one.
+        tag: Tag of the scalar and the log line (keyword-only), exactly as
+            given. Default, as in v1: the global step op's name + `/sec`.
+        clock: Seconds now (keyword-only). Default `time.time()`, looked up
+            when called, as in v1; tests pass a fake one.
 
     Example:
 
@@ -75,19 +90,25 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
         summary_writer: Any = None,
         *,
         tag: Optional[str] = None,
-        clock: Clock = time.perf_counter,
+        clock: Clock = wall_clock,
     ) -> None:
-        _checks.check_every(every_n_steps, every_n_secs)
-        self._fixed_tag = None if tag is None else _checks.check_tag(tag)
+        options = RecorderOptions(
+            every_n_steps=every_n_steps,
+            every_n_secs=every_n_secs,
+            tag=DEFAULT_TAG if tag is None else tag,
+        )
         _checks.check_callable("clock", clock, optional=False)
         check_v1_summary_writer(summary_writer)
+        self._fixed_tag = tag
         self._timer = SecondOrStepTimer(
-            every_secs=every_n_secs, every_steps=every_n_steps, clock=clock
+            every_secs=options.every_n_secs, every_steps=options.every_n_steps, clock=clock
         )
         self._rates = RateTracker(self._timer)
-        self._writer = V1ScalarWriter(check_output_dir(output_dir), summary_writer)
-        self._output_dir = output_dir
+        self._sink = V1ScalarWriter(check_output_dir(output_dir), summary_writer)
+        self._given_summary_writer = summary_writer
         self._summary_writer = summary_writer
+        self._output_dir = output_dir
+        self._summary_tag = options.tag
         self._global_step_tensor: Optional[tf.Tensor] = None
         self._last_global_step: Optional[int] = None
         self._steps_per_run = 1
@@ -106,26 +127,27 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
 
     @property
     def summary_writer(self) -> Any:
-        return self._summary_writer
+        """The `summary_writer` given to the constructor."""
+        return self._given_summary_writer
 
     @property
     def tag(self) -> str:
         """The scalar's tag: `tag=`, else the global step op's name + `/sec`
         once begun."""
-        return self._rates.tag
+        return self._summary_tag
 
     def _set_steps_per_run(self, steps_per_run: int) -> None:
         """Global steps one `session.run` advances (TPU/Estimator loops)."""
         self._steps_per_run = _checks.check_positive_int("steps_per_run", steps_per_run)
 
     def begin(self) -> None:
+        if self._summary_writer is None:
+            self._summary_writer = self._sink.open()
         self._global_step_tensor = global_step_read()
         if self._global_step_tensor is None:
             raise RuntimeError(_NO_GLOBAL_STEP)
-        self._rates.tag = (
-            self._fixed_tag or tf.compat.v1.train.get_global_step().op.name + "/sec"
-        )
-        self._writer.open()
+        if self._fixed_tag is None:
+            self._summary_tag = tf.compat.v1.train.get_global_step().op.name + "/sec"
 
     def after_create_session(self, session: Any, coord: Any) -> None:
         """Keeps the baseline across session re-creation, as v1 did."""
@@ -133,21 +155,49 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
     def before_run(self, run_context: Any) -> tf.compat.v1.train.SessionRunArgs:
         return tf.compat.v1.train.SessionRunArgs(self._global_step_tensor)
 
+    def _log_and_record(self, elapsed_steps: int, elapsed_time: float, global_step: int) -> None:
+        """Writes and logs one record (TF1's override point, same signature).
+
+        Called once per record with the interval's steps and seconds and the
+        global step to record at. The hook flushes `_summary_writer`
+        afterwards, and the time spent here is not charged to training.
+        """
+        scalars = interval_scalars(self._summary_tag, elapsed_steps, elapsed_time)
+        if self._summary_writer is not None:
+            self._sink.writer = self._summary_writer  # A subclass may set its own.
+            self._sink.write(global_step, scalars)
+        tf_logging.info("%s: %g", self._summary_tag, scalars[self._summary_tag])
+
     def after_run(self, run_context: Any, run_values: Any) -> None:
         # The fetched step is stale (read alongside the train op); only when
-        # a trigger may be due is the real step read, as v1 does.
+        # a trigger may be due, or the step went back, is the real step read.
         stale_global_step = run_values.results
-        if self._timer.should_trigger_for_step(stale_global_step + self._steps_per_run):
+        if self._timer.should_trigger_for_step(
+            stale_global_step + self._steps_per_run
+        ) or self._below_baseline(stale_global_step):
             global_step = run_context.session.run(self._global_step_tensor)
-            scalars = self._rates.observe(global_step)
-            if scalars is not None:
-                self._rates.record(self._writer, global_step, scalars)
-        # v1 compares stale steps, not the timer's, for the stall warning.
-        self._rates.warn_if_stalled(stale_global_step, self._last_global_step)
+            interval = self._rates.interval(global_step)
+            if interval is not None:
+                elapsed_steps, elapsed_time, _ = interval
+                self._log_and_record(elapsed_steps, elapsed_time, global_step)
+                self._sink.writer = self._summary_writer
+                self._sink.flush()
+                self._timer.restart_clock()  # Recording is not training.
+        # As v1: compare stale steps, not the timer's, and warn through
+        # log_first_n (5 times per process).
+        if stale_global_step == self._last_global_step:
+            tf_logging.log_first_n(
+                tf_logging.WARN, STALL_MESSAGE, 5, stale_global_step, self._last_global_step
+            )
         self._last_global_step = stale_global_step
 
     def end(self, session: Any) -> None:
-        self._writer.flush()
+        self._sink.writer = self._summary_writer
+        self._sink.flush()
+
+    def _below_baseline(self, step: int) -> bool:
+        baseline = self._timer.last_triggered_step()
+        return baseline is not None and step < baseline
 
 
 def global_step_read() -> Optional[tf.Tensor]:
