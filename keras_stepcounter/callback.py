@@ -19,6 +19,7 @@ from keras_stepcounter._step_readers import (
     updates_per_call,
 )
 from keras_stepcounter.core import checks as _checks
+from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
 from keras_stepcounter.core.recorder import Recorder, RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
@@ -144,10 +145,16 @@ class StepCounter(keras.callbacks.Callback):
         self._settings = dict(locals())
         self._settings.pop("self")
         self._settings.pop("__class__", None)
-        _checks.check_every(every_n_steps, every_n_secs)
-        _checks.check_tag(tag)
-        _checks.check_callable("count_fn", count_fn)
-        _checks.check_extras(batch_size, count_fn, flops_per_step, peak_flops_per_sec)
+        options = RecorderOptions(
+            every_n_steps=every_n_steps,
+            every_n_secs=every_n_secs,
+            tag=tag,
+            batch_size=batch_size,
+            count_fn=count_fn,
+            flops_per_step=flops_per_step,
+            peak_flops_per_sec=peak_flops_per_sec,
+            time_to_first_step=time_to_first_step,
+        )
         _checks.check_callable("clock", clock, optional=False)
         stall_secs = check_stall_secs(stall_secs)
         check_summary_writer(summary_writer)
@@ -155,16 +162,8 @@ class StepCounter(keras.callbacks.Callback):
         self._steps_per_call = _checks.check_optional_positive_int(
             "steps_per_call", steps_per_call
         )
-        rates = RateTracker(
-            SecondOrStepTimer(every_n_secs, every_n_steps, clock),
-            tag=tag,
-            batch_size=_checks.check_optional_positive_int("batch_size", batch_size),
-            flops_per_step=_checks.check_optional_positive_number(
-                "flops_per_step", flops_per_step
-            ),
-            peak_flops_per_sec=_checks.check_optional_positive_number(
-                "peak_flops_per_sec", peak_flops_per_sec
-            ),
+        rates = RateTracker.from_options(
+            SecondOrStepTimer(options.every_n_secs, options.every_n_steps, clock), options
         )
         self._tag = tag
         self._epoch_logs = bool(epoch_logs)
@@ -176,7 +175,7 @@ class StepCounter(keras.callbacks.Callback):
             self._writer,
             clock,
             count_fn=count_fn,
-            time_to_first_step=bool(time_to_first_step),
+            time_to_first_step=options.time_to_first_step,
             pause_between_epochs=bool(pause_between_epochs),
             step_time_stats=bool(step_time_stats),
             stall_secs=stall_secs,
