@@ -278,3 +278,37 @@ def test_gradient_accumulation_counter_is_keras_private_iterations(keras):
     assert inner is optimizer and accumulation == 3
     assert counter is optimizer._iterations
     assert np.asarray(counter).dtype == np.int64
+
+
+class ResetStep(tf.keras.callbacks.Callback):
+    """Sets the global step back to 0 after batch `at` (an `assign`, as a
+    checkpoint restored mid-fit would)."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.at:
+            self.model.optimizer.iterations.assign(0)
+
+
+def test_step_going_back_in_fit_records_nothing_for_that_interval(
+    make_model, tiny_data, tmp_path, fake_clock, tf_log
+):
+    x, y = tiny_data
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    )
+    # 40 batches; after batch index 14 (step 15) the step is set back to 0.
+    make_model().fit(
+        x, y, batch_size=3, epochs=1, verbose=0,
+        callbacks=[counter, Ticker(fake_clock), ResetStep(14)],
+    )
+    # 11: a record. The read due at step 21 (batch 21) finds step 6:
+    # nothing recorded, new baseline at 6; a record at 16 (batch 31), at the
+    # right rate; the epoch ends at step 25 (TF's hook: one rate far too low).
+    assert steps_of(tmp_path) == [11, 16]
+    assert values_of(tmp_path) == [8.0, 8.0]
+    went_back = [m for _, m in tf_log.messages if "went back" in m or "back from" in m]
+    assert len(went_back) == 1 and "11" in went_back[0] and "6" in went_back[0]
