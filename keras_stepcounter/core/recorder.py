@@ -11,22 +11,15 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, Optional
 
 from keras_stepcounter.core.instruments import Instruments
 from keras_stepcounter.core.rates import RateTracker
+from keras_stepcounter.core.records import Records, RecordSink
 from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.schedule import ReadSchedule
 
 StepRead = Callable[[], int]
-
-
-class RecordSink(Protocol):
-    """Where records go (the sinks in `writer/`)."""
-
-    def write(self, step: int, scalars: Dict[str, float]) -> bool: ...
-
-    def flush(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -98,9 +91,8 @@ class Recorder:
         stall_secs: Any = None,
         goodput: bool = False,
     ) -> None:
-        self._rates, self._sink, self._clock = rates, sink, clock
+        self._rates, self._clock = rates, clock
         self._count_fn = count_fn
-        self._time_to_first_step = time_to_first_step
         self._pause_between_epochs = pause_between_epochs
         self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
@@ -111,9 +103,10 @@ class Recorder:
             goodput=goodput,
             progress=self._progress,
             last_step=lambda: self._last_read_step,
-            typical_step_secs=lambda: self._typical_step_secs,
+            typical_step_secs=lambda: self._records.typical_step_secs,
             force_read=self._force_read,
         )
+        self._records = Records(rates, sink, self.instruments, clock, time_to_first_step)
         if self.instruments.step_times is not None:  # Chosen once, not per batch.
             self._add_step_time = self.instruments.step_times.add
             self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
@@ -122,7 +115,6 @@ class Recorder:
         self._calls_until_read: float = 1
         self._deadline = -math.inf
         self._last_read_step: Optional[int] = None
-        self._typical_step_secs: Optional[float] = None
         self._in_steps, self._steps_start = False, 0.0
         self._last_batch_end = self._step_start = 0.0
         self.stretch_rate: Optional[float] = None
@@ -187,9 +179,7 @@ class Recorder:
             return False
         self._run_start_step = self._last_read_step = step
         self._warnings.started(step)
-        rerun = self.instruments.rerun(step, self._source.highest_recorded())
-        if rerun:
-            self._sink.write(step, rerun)
+        self._records.run_started(step, self._source.highest_recorded())
         return True
 
     def pause_steps(self) -> None:
@@ -218,10 +208,8 @@ class Recorder:
         """Ends the run: the goodput ledger (if on), then a flush."""
         if self._read_step is not None and not self.idle:
             self.pause_steps()
-            scalars = self.instruments.run_ends(self._clock(), None)
-            if scalars and self._last_read_step is not None:
-                self._sink.write(self._last_read_step, scalars)
-        self._sink.flush()
+            self._records.run_ended(self._last_read_step)
+        self._records.flush()
         self._leave_run()
 
     def _leave_run(self) -> None:
@@ -275,25 +263,12 @@ class Recorder:
             return
         self._warnings.check_progress(step, self._last_read_step, self._calls_since_read)
         if self._first_step_pending:
-            self._first_step_done(step, now)
-        stall = self.instruments.stall_ended(now, step)
-        if stall:
-            self._sink.write(step, stall)
-        self._observe(step, now)
+            self._first_step_pending = False
+            self._records.first_step_done(step, now, self._run_begin)
+        self._records.after_read(step, now)
         self._note_read(step)
         work_end = self._step_start = self._clock()
         self.instruments.recorder_worked(work_end - now)
-
-    def _observe(self, step: int, now: float) -> None:
-        baseline = self._rates.timer.last_triggered_step()
-        scalars = self._rates.observe(step)
-        if scalars is not None and baseline is not None:
-            interval_secs = (step - baseline) / scalars[self._rates.tag]
-            self._typical_step_secs = interval_secs / (step - baseline)
-            scalars.update(self.instruments.at_record(interval_secs, now))
-            self._rates.record(self._sink, step, scalars)
-        if self._rates.timer.last_triggered_step() != baseline:
-            self.instruments.interval_restarts(self._clock())
 
     def _note_read(self, step: int) -> None:
         self._warnings.calls_read(self._calls_since_read)
@@ -318,13 +293,6 @@ class Recorder:
             self._warnings.read_failed(error)
             self.go_idle()
             return None
-
-    def _first_step_done(self, step: int, now: float) -> None:
-        self._first_step_pending = False
-        self.instruments.first_step_done(now)
-        if self._time_to_first_step:
-            seconds = self._clock() - self._run_begin
-            self._sink.write(step, {"time_to_first_step": seconds})
 
     def _count_examples(self, logs: Optional[Dict[str, Any]]) -> None:
         assert self._count_fn is not None

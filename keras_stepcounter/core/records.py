@@ -1,0 +1,93 @@
+"""`Records`: what a counter writes once it has read the step.
+
+The `Recorder` decides when to read the device counter; this decides what a
+read leads to: a rate record (with the instruments' scalars beside it), the
+first step's time, a stall's length, re-run steps, the goodput ledger. Every
+write of a run goes through here, to one sink.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Protocol
+
+from keras_stepcounter.core.instruments import Instruments
+from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, RateTracker
+
+
+class RecordSink(Protocol):
+    """Where records go (the sinks in `writer/`)."""
+
+    def write(self, step: int, scalars: Dict[str, float]) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
+class Records:
+    """Turns reads of the global step into records.
+
+    Args:
+        rates: Trigger timer and formulas.
+        sink: Where records go.
+        instruments: The opt-in measurements (step times, stalls, ledger,
+            sections) whose scalars go with the records.
+        clock: Monotonic clock in seconds.
+        time_to_first_step: Record the seconds from the run's start to the
+            end of its first step, at that step.
+
+    Example:
+
+    ```python
+    records = Records(rates, sink, Instruments(clock), clock)
+    records.after_read(step, now)   # at each read of the step
+    ```
+    """
+
+    def __init__(
+        self,
+        rates: RateTracker,
+        sink: RecordSink,
+        instruments: Instruments,
+        clock: Callable[[], float],
+        time_to_first_step: bool = False,
+    ) -> None:
+        self._rates, self._sink = rates, sink
+        self._instruments, self._clock = instruments, clock
+        self._time_to_first_step = time_to_first_step
+        self.typical_step_secs: Optional[float] = None
+
+    def run_started(self, step: int, highest_recorded: Optional[int]) -> None:
+        """The run's first step was read: re-run steps, if any."""
+        rerun = self._instruments.rerun(step, highest_recorded)
+        if rerun:
+            self._sink.write(step, rerun)
+
+    def first_step_done(self, step: int, now: float, run_begin: float) -> None:
+        """The run's first step ended at `now`."""
+        self._instruments.first_step_done(now)
+        if self._time_to_first_step:
+            seconds = self._clock() - run_begin
+            self._sink.write(step, {TIME_TO_FIRST_STEP_TAG: seconds})
+
+    def after_read(self, step: int, now: float) -> None:
+        """A read at the batch end `now` found `step`: a stall's end, a rate."""
+        stall = self._instruments.stall_ended(now, step)
+        if stall:
+            self._sink.write(step, stall)
+        baseline = self._rates.timer.last_triggered_step()
+        scalars = self._rates.observe(step)
+        if scalars is not None and baseline is not None:
+            interval_secs = (step - baseline) / scalars[self._rates.tag]
+            self.typical_step_secs = interval_secs / (step - baseline)
+            scalars.update(self._instruments.at_record(interval_secs, now))
+            self._rates.record(self._sink, step, scalars)
+        if self._rates.timer.last_triggered_step() != baseline:
+            self._instruments.interval_restarts(self._clock())
+
+    def run_ended(self, last_step: Optional[int]) -> None:
+        """The goodput ledger (if on) at the run's last step, then a flush."""
+        scalars = self._instruments.run_ends(self._clock(), None)
+        if scalars and last_step is not None:
+            self._sink.write(last_step, scalars)
+
+    def flush(self) -> None:
+        self._sink.flush()
