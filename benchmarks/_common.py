@@ -185,6 +185,38 @@ def tiny_data(examples: int):
     return x, y
 
 
+TRAINING_HOOKS = (
+    "on_train_begin", "on_epoch_begin", "on_train_batch_begin",
+    "on_train_batch_end", "on_epoch_end", "on_train_end",
+)
+
+
+def timed_hooks(callback):
+    """`callback`, with the wall time spent inside its training hooks summed
+    into `callback.seconds_inside`, and per hook into
+    `callback.seconds_by_hook` (a `perf_counter` pair around each call).
+
+    An empty callback wrapped the same way measures what the wrapping and
+    Keras's call of a hook cost; the difference is the callback's own cost.
+    """
+    import time
+
+    callback.seconds_inside = 0.0
+    callback.seconds_by_hook = dict.fromkeys(TRAINING_HOOKS, 0.0)
+    for name in TRAINING_HOOKS:
+        def timed(*args, _hook=getattr(callback, name), _name=name, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _hook(*args, **kwargs)
+            finally:
+                seconds = time.perf_counter() - start
+                callback.seconds_inside += seconds
+                callback.seconds_by_hook[_name] += seconds
+
+        setattr(callback, name, timed)
+    return callback
+
+
 def log(message: str) -> None:
     """Progress on stderr, so stdout holds only the table."""
     print(message, file=sys.stderr, flush=True)

@@ -32,11 +32,13 @@ from benchmarks import (  # noqa: E402
     fit_overhead,
     graph_step_counter,
     hot_path,
+    in_place,
     v1_hook,
 )
 from benchmarks._common import Row, Settings, log, machine_lines, markdown_table  # noqa: E402
 
 BENCHMARKS = {
+    "in_place": in_place,
     "hot_path": hot_path,
     "fit": fit_overhead,
     "graph": graph_step_counter,

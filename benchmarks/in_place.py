@@ -1,0 +1,165 @@
+"""The headline: what the counter costs inside a real `fit`, timed in place.
+
+A tiny model (one Dense layer on 8 features, batch 4: about a millisecond a
+step) is fitted with two callbacks: an empty one and the one measured, each
+with a clock around every training hook (`timed_hooks`). The measured
+callback's cost is its time inside its hooks minus the empty one's (what
+Keras's call of a hook and the clock pair cost). Every variant runs once a
+round, the order alternating (interleaved rounds), and each figure is the
+median over rounds. Inside one fit the two callbacks see the same batches,
+so this is far less noisy than comparing two whole fits (about ±15% a pair
+on a shared machine).
+
+Rows:
+* `StepCounter(every_n_steps=100, output_dir=...)`, as % of the fit's time
+  (all hooks, over the fit without the counter's own time) and µs per
+  record (time in the batch hooks beyond the quiet batches' hot path,
+  divided by the records: step read, rate, write, flush, log line).
+* `StepCounter(every_n_steps=1)`: a record every step.
+* Keras's `TensorBoard(update_freq=100, write_steps_per_second=True)`.
+* The hot path: µs per quiet batch (no record can be due) above the empty
+  callback, from a counter whose trigger never comes (batch hooks only; its
+  one baseline read at the first batch is spread over the fit's batches).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any, Callable, Dict, List
+
+from benchmarks._common import (
+    Row,
+    Settings,
+    interleave,
+    median,
+    spread,
+    timed_hooks,
+    tiny_data,
+    tiny_model,
+    verdict,
+)
+
+BATCH_SIZE = 4
+TARGET_EVERY_100_PERCENT = 0.5
+TARGET_EVERY_1_PERCENT = 9.0
+TARGET_RECORD_US = 110.0
+BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
+NEVER = 10**12  # every_n_steps for a counter that only runs its hot path.
+
+
+def run(settings: Settings) -> List[Row]:
+    import tensorflow as tf
+
+    import keras_stepcounter
+    from keras_stepcounter.tools.events import read_scalars
+
+    keras = tf.keras
+    steps = 300 if settings.quick else 1_500
+    x, y = tiny_data(steps * BATCH_SIZE)
+    model = tiny_model(keras)
+    model.fit(x, y, batch_size=BATCH_SIZE, verbose=0)  # Trace and warm up.
+
+    class Empty(keras.callbacks.Callback):
+        pass
+
+    def counter(every: int) -> Callable[[str], Any]:
+        return lambda d: keras_stepcounter.StepCounter(every_n_steps=every, output_dir=d)
+
+    def tensorboard(d: str) -> Any:
+        return keras.callbacks.TensorBoard(d, update_freq=100, write_steps_per_second=True)
+
+    def records(directory: str) -> int:
+        return sum(len(r) for r in read_scalars(directory).values())
+
+    with tempfile.TemporaryDirectory() as log_dir:
+        runs = iter(range(10**9))
+
+        def variant(make: Callable[[str], Any]) -> Callable[[], Dict[str, float]]:
+            def measure() -> Dict[str, float]:
+                directory = os.path.join(log_dir, str(next(runs)))
+                empty, measured = timed_hooks(Empty()), timed_hooks(make(directory))
+                start = time.perf_counter()
+                model.fit(x, y, batch_size=BATCH_SIZE, verbose=0,
+                          callbacks=[empty, measured])
+                wall = time.perf_counter() - start
+                close = getattr(measured, "close", None)
+                if callable(close):
+                    close()
+                own = measured.seconds_inside - empty.seconds_inside
+                batch_own = sum(
+                    measured.seconds_by_hook[hook] - empty.seconds_by_hook[hook]
+                    for hook in BATCH_HOOKS
+                )
+                return {"own": own, "batch_own": batch_own, "rest": wall - own,
+                        "records": records(directory)}
+
+            return measure
+
+        results = interleave(
+            {
+                "every100": variant(counter(100)),
+                "every1": variant(counter(1)),
+                "quiet": variant(counter(NEVER)),
+                "tb100": variant(tensorboard),
+            },
+            settings.rounds,
+        )
+    return _rows(results, steps, settings.rounds)
+
+
+def _rows(results: Dict[str, List[Dict[str, float]]], steps: int, rounds: int) -> List[Row]:
+    # The batch hooks only: a fit's fixed costs (opening the file, the reads
+    # of on_train_begin) are in the % of fit figures, not in these.
+    hot_us = [r["batch_own"] / steps * 1e6 for r in results["quiet"]]
+    hot = median(hot_us)
+
+    def percent(name: str) -> List[float]:
+        return [100 * r["own"] / r["rest"] for r in results[name]]
+
+    def per_record_us(name: str) -> List[float]:
+        # Beyond the hot path every batch runs, per record written.
+        return [
+            (r["batch_own"] * 1e6 - hot * steps) / r["records"]
+            for r in results[name] if r["records"]
+        ]
+
+    fit_ms = median([r["rest"] for r in results["quiet"]]) / steps * 1e3
+    context = f"fit {steps:,} steps, {fit_ms:.2f} ms/step; {rounds} interleaved rounds"
+    rows = []
+    for name, label, target in [
+        ("every100", "`StepCounter(every_n_steps=100, output_dir=...)`",
+         TARGET_EVERY_100_PERCENT),
+        ("every1", "`StepCounter(every_n_steps=1, output_dir=...)`",
+         TARGET_EVERY_1_PERCENT),
+    ]:
+        share, record = percent(name), per_record_us(name)
+        records = median([r["records"] for r in results[name]])
+        rows.append(Row(
+            name=f"in place: {label}",
+            measured=f"{spread(share, '{:.2f}')} % of fit time",
+            compared_with=context,
+            result=f"{spread(record, '{:.0f}')} µs per record ({records:.0f} records a fit)",
+            target=f"≤ {target} % of fit; ≤ {TARGET_RECORD_US:.0f} µs a record",
+            verdict=verdict(median(share) <= target and median(record) <= TARGET_RECORD_US),
+        ))
+    tb_share = percent("tb100")
+    rows.append(Row(
+        name="in place: Keras `TensorBoard(update_freq=100, write_steps_per_second=True)`",
+        measured=f"{spread(tb_share, '{:.2f}')} % of fit time",
+        compared_with=context,
+        result=f"{spread([r['own'] / steps * 1e6 for r in results['tb100']], '{:.1f}')} "
+               "µs per batch, all its hooks",
+        target="(for comparison)",
+        verdict="reference",
+    ))
+    rows.append(Row(
+        name="in place: hot path, µs per quiet batch above an empty callback",
+        measured=f"{spread(hot_us, '{:.2f}')} µs per batch",
+        compared_with=context,
+        result=f"{spread(percent('quiet'), '{:.3f}')} % of fit time",
+        target="(for comparison)",
+        verdict="reference",
+    ))
+    return rows
