@@ -17,6 +17,8 @@ Rows:
   divided by the records: step read, rate, write, flush, log line).
 * `StepCounter(every_n_steps=1)`: a record every step.
 * Keras's `TensorBoard(update_freq=100, write_steps_per_second=True)`.
+* The step read alone, in place: a callback reading `iterations.numpy()`
+  on every batch, and one reading it through `tf.raw_ops.ReadVariableOp`.
 * The hot path: µs per quiet batch (no record can be due) above the empty
   callback, from a counter whose trigger never comes (batch hooks only; its
   one baseline read at the first batch is spread over the fit's batches).
@@ -70,6 +72,18 @@ def run(settings: Settings) -> List[Row]:
     def tensorboard(d: str) -> Any:
         return keras.callbacks.TensorBoard(d, update_freq=100, write_steps_per_second=True)
 
+    iterations = model.optimizer.iterations
+    variable = iterations if isinstance(iterations, tf.Variable) else iterations.value
+    handle, read_op = variable.handle, tf.raw_ops.ReadVariableOp
+
+    class ReadNumpy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.step = int(iterations.numpy())
+
+    class ReadRaw(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.step = int(read_op(resource=handle, dtype=tf.int64).numpy())
+
     def records(directory: str) -> int:
         return sum(len(r) for r in read_scalars(directory).values())
 
@@ -103,6 +117,8 @@ def run(settings: Settings) -> List[Row]:
                 "every1": variant(counter(1)),
                 "quiet": variant(counter(NEVER)),
                 "tb100": variant(tensorboard),
+                "read_numpy": variant(lambda d: ReadNumpy()),
+                "read_raw": variant(lambda d: ReadRaw()),
             },
             settings.rounds,
         )
@@ -159,6 +175,18 @@ def _rows(results: Dict[str, List[Dict[str, float]]], steps: int, rounds: int) -
         measured=f"{spread(hot_us, '{:.2f}')} µs per batch",
         compared_with=context,
         result=f"{spread(percent('quiet'), '{:.3f}')} % of fit time",
+        target="(for comparison)",
+        verdict="reference",
+    ))
+    numpy_us, raw_us = [
+        [r["batch_own"] / steps * 1e6 for r in results[name]]
+        for name in ("read_numpy", "read_raw")
+    ]
+    rows.append(Row(
+        name="in place: step read, `iterations.numpy()` every batch",
+        measured=f"{spread(numpy_us, '{:.1f}')} µs per read",
+        compared_with="`tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf.int64)` + numpy",
+        result=f"{spread(raw_us, '{:.1f}')} µs per read",
         target="(for comparison)",
         verdict="reference",
     ))
