@@ -130,11 +130,11 @@ def machine_lines() -> List[str]:
         keras_version = keras.__version__
     except ImportError:  # pragma: no cover - tf_keras only
         keras_version = "n/a"
-    cores = os.cpu_count()
+    cores = os.cpu_count() or 0
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        usable = cores
+        usable = cores or 0
     return [
         f"- CPU: {_cpu_model()}, {cores} logical cores ({usable} usable)",
         f"- OS: {platform.platform()}",

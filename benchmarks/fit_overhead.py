@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 from benchmarks._common import (
     Row,
@@ -41,7 +41,7 @@ def run(settings: Settings) -> List[Row]:
 
     import keras_stepcounter
 
-    keras = tf.keras
+    keras: Any = tf.keras
     steps = 200 if settings.quick else 2_000
     x, y = tiny_data(steps * BATCH_SIZE)
     model = tiny_model(keras)

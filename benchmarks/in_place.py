@@ -57,7 +57,7 @@ def run(settings: Settings) -> List[Row]:
     import keras_stepcounter
     from keras_stepcounter.tools.events import read_scalars
 
-    keras = tf.keras
+    keras: Any = tf.keras
     steps = 300 if settings.quick else 1_500
     x, y = tiny_data(steps * BATCH_SIZE)
     model = tiny_model(keras)
