@@ -193,8 +193,9 @@ TRAINING_HOOKS = (
 
 def timed_hooks(callback):
     """`callback`, with the wall time spent inside its training hooks summed
-    into `callback.seconds_inside`, and per hook into
-    `callback.seconds_by_hook` (a `perf_counter` pair around each call).
+    into `callback.seconds_inside`, per hook into `callback.seconds_by_hook`,
+    and call by call into `callback.calls[hook]` (a `perf_counter` pair
+    around each call).
 
     An empty callback wrapped the same way measures what the wrapping and
     Keras's call of a hook cost; the difference is the callback's own cost.
@@ -203,6 +204,7 @@ def timed_hooks(callback):
 
     callback.seconds_inside = 0.0
     callback.seconds_by_hook = dict.fromkeys(TRAINING_HOOKS, 0.0)
+    callback.calls = {name: [] for name in TRAINING_HOOKS}  # Seconds, per call.
     for name in TRAINING_HOOKS:
         def timed(*args, _hook=getattr(callback, name), _name=name, **kwargs):
             start = time.perf_counter()
@@ -212,6 +214,7 @@ def timed_hooks(callback):
                 seconds = time.perf_counter() - start
                 callback.seconds_inside += seconds
                 callback.seconds_by_hook[_name] += seconds
+                callback.calls[_name].append(seconds)
 
         setattr(callback, name, timed)
     return callback

@@ -1,10 +1,12 @@
 """The headline: what the counter costs inside a real `fit`, timed in place.
 
 A tiny model (one Dense layer on 8 features, batch 4: about a millisecond a
-step) is fitted with two callbacks: an empty one and the one measured, each
-with a clock around every training hook (`timed_hooks`). The measured
-callback's cost is its time inside its hooks minus the empty one's (what
-Keras's call of a hook and the clock pair cost). Every variant runs once a
+step) is fitted with three callbacks: an empty one, the one measured, and
+another empty one, each with a clock around every training hook
+(`timed_hooks`). The measured callback's cost is its time inside its hooks
+minus the mean of the empty ones' (what Keras's call of a hook and the
+clock pair cost; one on each side, as the first callback after a step and
+the last before the next meet different caches). Every variant runs once a
 round, the order alternating (interleaved rounds), and each figure is the
 median over rounds. Inside one fit the two callbacks see the same batches,
 so this is far less noisy than comparing two whole fits (about ±15% a pair
@@ -13,15 +15,19 @@ on a shared machine).
 Rows:
 * `StepCounter(every_n_steps=100, output_dir=...)`, as % of the fit's time
   (all hooks, over the fit without the counter's own time) and µs per
-  record (time in the batch hooks beyond the quiet batches' hot path,
-  divided by the records: step read, rate, write, flush, log line).
+  record: step read, rate, write, flush, log line. At every_n_steps=100,
+  the batch hooks' time beyond their median call (a quiet batch), less the
+  empty callback's, over the records; at every_n_steps=1 (every call
+  records), the batch hooks' time less the empty callback's and the hot
+  path, over the records.
 * `StepCounter(every_n_steps=1)`: a record every step.
 * Keras's `TensorBoard(update_freq=100, write_steps_per_second=True)`.
 * The step read alone, in place: a callback reading `iterations.numpy()`
-  on every batch, and one reading it through `tf.raw_ops.ReadVariableOp`.
+  on every batch, and one reading it through `tf.raw_ops.ReadVariableOp`
+  (median call, less the empty callback's).
 * The hot path: µs per quiet batch (no record can be due) above the empty
-  callback, from a counter whose trigger never comes (batch hooks only; its
-  one baseline read at the first batch is spread over the fit's batches).
+  callback: the median call of each batch hook of a counter whose trigger
+  never comes, less the empty callback's.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ TARGET_EVERY_100_PERCENT = 0.5
 TARGET_EVERY_1_PERCENT = 9.0
 TARGET_RECORD_US = 110.0
 BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
+# A batch hook's median call is a quiet batch (no record, no read) for the
+# counters measured here, except every_n_steps=1, whose every call records.
 NEVER = 10**12  # every_n_steps for a counter that only runs its hot path.
 
 
@@ -93,21 +101,35 @@ def run(settings: Settings) -> List[Row]:
         def variant(make: Callable[[str], Any]) -> Callable[[], Dict[str, float]]:
             def measure() -> Dict[str, float]:
                 directory = os.path.join(log_dir, str(next(runs)))
-                empty, measured = timed_hooks(Empty()), timed_hooks(make(directory))
+                # Empty callbacks on both sides: the first after the step
+                # and the last before the next one meet different caches.
+                before, measured, after = (
+                    timed_hooks(Empty()), timed_hooks(make(directory)), timed_hooks(Empty())
+                )
                 start = time.perf_counter()
                 model.fit(x, y, batch_size=BATCH_SIZE, verbose=0,
-                          callbacks=[empty, measured])
+                          callbacks=[before, measured, after])
                 wall = time.perf_counter() - start
                 close = getattr(measured, "close", None)
                 if callable(close):
                     close()
-                own = measured.seconds_inside - empty.seconds_inside
-                batch_own = sum(
-                    measured.seconds_by_hook[hook] - empty.seconds_by_hook[hook]
-                    for hook in BATCH_HOOKS
-                )
-                return {"own": own, "batch_own": batch_own, "rest": wall - own,
-                        "records": records(directory)}
+
+                def above_empty(stat: Callable[[Any], float]) -> float:
+                    return stat(measured) - (stat(before) + stat(after)) / 2
+
+                own = above_empty(lambda c: c.seconds_inside)
+                return {
+                    "own": own,
+                    "rest": wall - own,
+                    "quiet_batch": above_empty(
+                        lambda c: sum(median(c.calls[h]) for h in BATCH_HOOKS)
+                    ),
+                    "batch_own": above_empty(
+                        lambda c: sum(c.seconds_by_hook[h] for h in BATCH_HOOKS)
+                    ),
+                    "beyond_quiet": above_empty(_beyond_median),
+                    "records": records(directory),
+                }
 
             return measure
 
@@ -125,21 +147,30 @@ def run(settings: Settings) -> List[Row]:
     return _rows(results, steps, settings.rounds)
 
 
+def _beyond_median(callback: Any) -> float:
+    """Seconds in the batch hooks beyond their median call, summed: the
+    extra work of the calls that did more than a quiet batch (the records,
+    and the step reads of batches where a record could be due)."""
+    total = 0.0
+    for hook in BATCH_HOOKS:
+        calls = callback.calls[hook]
+        typical = median(calls)
+        total += sum(calls) - typical * len(calls)
+    return total
+
+
 def _rows(results: Dict[str, List[Dict[str, float]]], steps: int, rounds: int) -> List[Row]:
-    # The batch hooks only: a fit's fixed costs (opening the file, the reads
-    # of on_train_begin) are in the % of fit figures, not in these.
-    hot_us = [r["batch_own"] / steps * 1e6 for r in results["quiet"]]
-    hot = median(hot_us)
+    hot_us = [r["quiet_batch"] * 1e6 for r in results["quiet"]]
 
     def percent(name: str) -> List[float]:
         return [100 * r["own"] / r["rest"] for r in results[name]]
 
+    hot = median(hot_us)
+
     def per_record_us(name: str) -> List[float]:
-        # Beyond the hot path every batch runs, per record written.
-        return [
-            (r["batch_own"] * 1e6 - hot * steps) / r["records"]
-            for r in results[name] if r["records"]
-        ]
+        if name == "every1":  # Every call records: all of it, less the hot path.
+            return [r["batch_own"] * 1e6 / r["records"] - hot for r in results[name]]
+        return [r["beyond_quiet"] * 1e6 / r["records"] for r in results[name] if r["records"]]
 
     fit_ms = median([r["rest"] for r in results["quiet"]]) / steps * 1e3
     context = f"fit {steps:,} steps, {fit_ms:.2f} ms/step; {rounds} interleaved rounds"
@@ -179,7 +210,7 @@ def _rows(results: Dict[str, List[Dict[str, float]]], steps: int, rounds: int) -
         verdict="reference",
     ))
     numpy_us, raw_us = [
-        [r["batch_own"] / steps * 1e6 for r in results[name]]
+        [r["quiet_batch"] * 1e6 for r in results[name]]
         for name in ("read_numpy", "read_raw")
     ]
     rows.append(Row(

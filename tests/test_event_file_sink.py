@@ -155,6 +155,19 @@ def test_removed_file_is_noticed_at_the_first_check_after_recheck_secs(tmp_path)
     assert steps_of(run, "a") == [3, 4]
 
 
+def test_open_replaces_a_file_removed_since_the_last_fit(tmp_path):
+    clock = FakeClock()
+    sink = EventFileSink(str(tmp_path), recheck_secs=1.0, clock=clock)
+    sink.open()
+    first = sink.path
+    os.remove(first)
+    sink.open()  # The next fit's start: checked there, whatever the clock says.
+    assert sink.path != first
+    assert sink.write(3, {"a": 1.0})
+    sink.close()
+    assert steps_of(tmp_path, "a") == [3]
+
+
 def test_directory_gone_for_good_fails_every_record_with_one_warning(tmp_path):
     run = tmp_path / "run"
     sink = EventFileSink(str(run), recheck_secs=0.0)

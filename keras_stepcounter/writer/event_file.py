@@ -40,7 +40,7 @@ class EventFileSink:
     `tf.summary.scalar` costs hundreds (benchmarks/README.md).
 
     One file serves every `write` from `open` to `close`; `open` is cheap
-    and does nothing when already open. `close` happens when called, or at
+    and does nothing when the file is open and still exists. `close` happens when called, or at
     interpreter exit for a sink still open then (the exit hook does not
     keep the sink alive).
 
@@ -89,9 +89,15 @@ class EventFileSink:
         return self._path
 
     def open(self) -> None:
-        """Opens an event file in `output_dir`, unless one is open already."""
+        """Opens an event file in `output_dir`, unless one is open already.
+
+        Called at the start of every `fit`, so it also checks (one `stat`)
+        that the open file still exists, and opens a new one if not.
+        """
         if self._file is not None:
-            return
+            if self._still_named():
+                return
+            self.close()
         try:
             self._open_file()
         except Exception as error:  # Training must go on.
@@ -140,7 +146,7 @@ class EventFileSink:
             if now < self._next_check:
                 return self._file
             self._next_check = now + self._recheck_secs
-            if not self._local or os.path.exists(self._path or ""):
+            if self._still_named():
                 return self._file
             self.close()  # Its name is gone; only the handle is freed.
         if self._local and not os.path.isdir(self._output_dir):
@@ -149,6 +155,9 @@ class EventFileSink:
             )
         self._open_file()
         return self._file
+
+    def _still_named(self) -> bool:
+        return not self._local or os.path.exists(self._path or "")
 
     def _open_file(self) -> None:
         path = os.path.join(self._output_dir, _file_name())
