@@ -130,11 +130,11 @@ def machine_lines() -> List[str]:
         keras_version = keras.__version__
     except ImportError:  # pragma: no cover - tf_keras only
         keras_version = "n/a"
-    cores = os.cpu_count()
+    cores = os.cpu_count() or 0
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        usable = cores
+        usable = cores or 0
     return [
         f"- CPU: {_cpu_model()}, {cores} logical cores ({usable} usable)",
         f"- OS: {platform.platform()}",
@@ -183,6 +183,41 @@ def tiny_data(examples: int):
     x = rng.random((examples, 8), dtype=np.float32)
     y = rng.random((examples, 1), dtype=np.float32)
     return x, y
+
+
+TRAINING_HOOKS = (
+    "on_train_begin", "on_epoch_begin", "on_train_batch_begin",
+    "on_train_batch_end", "on_epoch_end", "on_train_end",
+)
+
+
+def timed_hooks(callback):
+    """`callback`, with the wall time spent inside its training hooks summed
+    into `callback.seconds_inside`, per hook into `callback.seconds_by_hook`,
+    and call by call into `callback.calls[hook]` (a `perf_counter` pair
+    around each call).
+
+    An empty callback wrapped the same way measures what the wrapping and
+    Keras's call of a hook cost; the difference is the callback's own cost.
+    """
+    import time
+
+    callback.seconds_inside = 0.0
+    callback.seconds_by_hook = dict.fromkeys(TRAINING_HOOKS, 0.0)
+    callback.calls = {name: [] for name in TRAINING_HOOKS}  # Seconds, per call.
+    for name in TRAINING_HOOKS:
+        def timed(*args, _hook=getattr(callback, name), _name=name, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _hook(*args, **kwargs)
+            finally:
+                seconds = time.perf_counter() - start
+                callback.seconds_inside += seconds
+                callback.seconds_by_hook[_name] += seconds
+                callback.calls[_name].append(seconds)
+
+        setattr(callback, name, timed)
+    return callback
 
 
 def log(message: str) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from benchmarks._common import Row, Settings, median, tiny_data, tiny_model, verdict
 
@@ -39,7 +39,7 @@ def run(settings: Settings) -> List[Row]:
     import keras_stepcounter
     from keras_stepcounter.tools.events import read_scalars
 
-    keras = tf.keras
+    keras: Any = tf.keras
     every = 20 if settings.quick else 50
     # Baseline at the first step, records every `every` steps after it:
     # step 1 + 3 * every is a record and the first epoch's last step.
@@ -80,8 +80,8 @@ class _Timestamps:
         self.begin_after: Dict[int, float] = {}
         self.epoch_last_steps: List[int] = []
         stamps = self
-        step_of = lambda: start_step + stamps._batches  # noqa: E731
         self._batches = 0
+        step_of = lambda: start_step + stamps._batches  # noqa: E731
 
         class Sleeper(keras.callbacks.Callback):
             def on_train_batch_begin(self, batch, logs=None):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 from benchmarks._common import (
     Row,
@@ -26,6 +26,7 @@ from benchmarks._common import (
     median,
     ratios,
     spread,
+    timed_hooks as _timed_hooks,
     tiny_data,
     tiny_model,
     verdict,
@@ -40,7 +41,7 @@ def run(settings: Settings) -> List[Row]:
 
     import keras_stepcounter
 
-    keras = tf.keras
+    keras: Any = tf.keras
     steps = 200 if settings.quick else 2_000
     x, y = tiny_data(steps * BATCH_SIZE)
     model = tiny_model(keras)
@@ -116,27 +117,6 @@ def _fit_timer(model, x, y, make_callbacks) -> Callable[[], Dict[str, float]]:
 def _inside(callbacks) -> float:
     timed = [c.seconds_inside for c in callbacks if hasattr(c, "seconds_inside")]
     return timed[-1] - timed[0] if len(timed) == 2 else 0.0
-
-
-_HOOKS = (
-    "on_train_begin", "on_epoch_begin", "on_train_batch_begin",
-    "on_train_batch_end", "on_epoch_end", "on_train_end",
-)
-
-
-def _timed_hooks(callback):
-    """Sums the wall time spent inside `callback`'s training hooks."""
-    callback.seconds_inside = 0.0
-    for name in _HOOKS:
-        def timed(*args, _hook=getattr(callback, name), **kwargs):
-            start = time.perf_counter()
-            try:
-                return _hook(*args, **kwargs)
-            finally:
-                callback.seconds_inside += time.perf_counter() - start
-
-        setattr(callback, name, timed)
-    return callback
 
 
 _LABELS = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import timeit
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 from benchmarks._common import Row, Settings, interleave, median, spread, verdict
 
@@ -28,7 +28,7 @@ def run(settings: Settings) -> List[Row]:
     import keras_stepcounter
     from benchmarks._common import tiny_model
 
-    keras = tf.keras
+    keras: Any = tf.keras
     model = tiny_model(keras)
     iterations = model.optimizer.iterations
 
@@ -45,7 +45,7 @@ def run(settings: Settings) -> List[Row]:
 
     with tempfile.TemporaryDirectory() as log_dir:
         counter = keras_stepcounter.StepCounter(every_n_steps=10**9, output_dir=log_dir)
-        callbacks = [Empty(), Naive(), counter]
+        callbacks: List[Any] = [Empty(), Naive(), counter]
         for callback in callbacks:
             callback.set_model(model)
         counter.on_train_begin()

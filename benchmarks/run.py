@@ -32,11 +32,17 @@ from benchmarks import (  # noqa: E402
     fit_overhead,
     graph_step_counter,
     hot_path,
+    in_place,
+    sink,
+    step_read,
     v1_hook,
 )
 from benchmarks._common import Row, Settings, log, machine_lines, markdown_table  # noqa: E402
 
 BENCHMARKS = {
+    "in_place": in_place,
+    "step_read": step_read,
+    "sink": sink,
     "hot_path": hot_path,
     "fit": fit_overhead,
     "graph": graph_step_counter,

@@ -16,6 +16,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The first cell of each row the table must have; recorders still missing
 # from this checkout print "not available" rows, which count as present.
 EXPECTED_ROWS = [
+    "| in place: `StepCounter(every_n_steps=100, output_dir=...)`",
+    "| in place: `StepCounter(every_n_steps=1, output_dir=...)`",
+    "| in place: Keras `TensorBoard(update_freq=100, write_steps_per_second=True)`",
+    "| in place: hot path, µs per quiet batch above an empty callback",
+    "| in place: step read, `iterations.numpy()` every batch",
+    "| step read alone, Keras ",
+    "| step read alone, tf_keras (TF_USE_LEGACY_KERAS=1)",
+    "| sink alone: `EventFileSink` (`output_dir=`)",
+    "| sink alone: the same file writes, `Event` proto built per record",
+    "| sink alone: `SummarySink` (`summary_writer=`)",
+    "| sink alone: previous sink: `tf.summary.scalar`",
+    "| sink alone: `os.stat` of the event file",
     "| hot path: `StepCounter.on_train_batch_end`",
     "| hot path: `StepCounter.on_train_batch_begin`",
     "| `fit` 200 steps: `StepCounter()`",

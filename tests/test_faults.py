@@ -13,6 +13,7 @@ import tensorflow as tf
 from conftest import steps_of
 
 import keras_stepcounter
+from keras_stepcounter.writer import event_file
 
 ALL_RECORDS = [6, 11, 16, 21, 26]
 
@@ -42,13 +43,21 @@ def fit_with_faults(make_model, tiny_data, counter, faults):
     return history, ours
 
 
+@pytest.fixture
+def recheck_every_record(monkeypatch):
+    """The event file's existence checked at every record, not once a second
+    (these fits last well under a second; the window is tested on its own in
+    test_event_file_sink.py)."""
+    monkeypatch.setattr(event_file, "RECHECK_SECS", 0.0)
+
+
 def rate_lines(tf_log):
     return [m for _, m in tf_log.messages if m.startswith("global_step/sec: ")]
 
 
 def test_output_dir_removed_mid_fit_and_back_resumes(
     keras, make_model, tiny_data, tmp_path, tf_log
-):
+, recheck_every_record):
     run = tmp_path / "run"
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(run))
     faults = at_steps(keras, {8: lambda: shutil.rmtree(run), 14: run.mkdir})
@@ -65,7 +74,7 @@ def test_output_dir_removed_mid_fit_and_back_resumes(
 
 def test_output_dir_removed_and_recreated_between_records_loses_nothing_new(
     keras, make_model, tiny_data, tmp_path
-):
+, recheck_every_record):
     # The open event file now has no name: without the per-record check,
     # every later record would vanish into it without an error.
     run = tmp_path / "run"
@@ -78,7 +87,7 @@ def test_output_dir_removed_and_recreated_between_records_loses_nothing_new(
 
 def test_output_dir_removed_for_good_is_not_recreated(
     keras, make_model, tiny_data, tmp_path, tf_log
-):
+, recheck_every_record):
     run = tmp_path / "run"
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(run))
     faults = at_steps(keras, {8: lambda: shutil.rmtree(run)})
@@ -89,7 +98,7 @@ def test_output_dir_removed_for_good_is_not_recreated(
     assert len(rate_lines(tf_log)) == 5
 
 
-def test_output_dir_replaced_by_a_file_mid_fit(keras, make_model, tiny_data, tmp_path):
+def test_output_dir_replaced_by_a_file_mid_fit(keras, make_model, tiny_data, tmp_path, recheck_every_record):
     # Unwritable in a way that also stops root (chmod does not).
     run = tmp_path / "run"
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(run))
@@ -166,16 +175,42 @@ def test_user_writer_that_raises(keras, make_model, tiny_data, tmp_path, tf_log)
     assert any("writing records resumed" in m for _, m in tf_log.messages)
 
 
-def test_disk_full_on_its_own_writer(keras, make_model, tiny_data, tmp_path, monkeypatch):
+class FlakyRecordWriter:
+    """A real `tf.io.TFRecordWriter` whose write and flush raise while `failing`."""
+
+    opened: list = []
+
+    def __init__(self, path):
+        self.writer = REAL_RECORD_WRITER(path)
+        self.failing = False
+        self.close_calls = 0
+        FlakyRecordWriter.opened.append(self)
+
+    def _check(self):
+        if self.failing:
+            raise OSError("Read-only file system")
+
+    def write(self, record):
+        self._check()
+        self.writer.write(record)
+
+    def flush(self):
+        self._check()
+        self.writer.flush()
+
+    def close(self):
+        self.close_calls += 1
+        self.writer.close()
+
+
+REAL_RECORD_WRITER = tf.io.TFRecordWriter
+
+
+def test_disk_full_on_its_own_event_file(keras, make_model, tiny_data, tmp_path, monkeypatch):
     # Patching stands in for a full or read-only disk, which root ignores.
-    opened = []
-    real_create = tf.summary.create_file_writer
-
-    def create_flaky(*args, **kwargs):
-        opened.append(FlakyWriter(real_create(*args, **kwargs), "Read-only file system"))
-        return opened[-1]
-
-    monkeypatch.setattr(tf.summary, "create_file_writer", create_flaky)
+    monkeypatch.setattr(FlakyRecordWriter, "opened", [])
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FlakyRecordWriter)
+    opened = FlakyRecordWriter.opened
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(tmp_path))
 
     class Failing(keras.callbacks.Callback):
@@ -208,12 +243,12 @@ def test_each_outage_warns_once(keras, make_model, tiny_data, tmp_path):
 def test_failure_at_open_or_close_never_escapes(
     keras, make_model, tiny_data, tmp_path, monkeypatch, failing_at
 ):
-    def broken_create(*args, **kwargs):
+    def broken_open(*args, **kwargs):
         raise OSError("cannot open")
 
     writer = FlakyWriter(tf.summary.create_file_writer(str(tmp_path)))
     if failing_at == "open":
-        monkeypatch.setattr(tf.summary, "create_file_writer", broken_create)
+        monkeypatch.setattr(tf.io, "TFRecordWriter", broken_open)
         counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(tmp_path))
         faults = at_steps(keras, {})
     else:

@@ -43,24 +43,28 @@ def steps_per_event_file(run_dir, scratch):
 
 @pytest.fixture
 def writer_spy(monkeypatch):
-    """Counts `close()` calls on every writer `tf.summary` opens."""
-    real_create = tf.summary.create_file_writer
-    closes = []  # One count per writer opened, in order.
+    """Counts `close()` calls on every event file the counter opens for
+    `output_dir` (each through its own `tf.io.TFRecordWriter`)."""
+    real_writer = tf.io.TFRecordWriter
+    closes = []  # One count per file opened, in order.
 
-    def create(*args, **kwargs):
-        writer = real_create(*args, **kwargs)
-        real_close = writer.close
-        index = len(closes)
-        closes.append(0)
+    class Spy:
+        def __init__(self, path):
+            self._writer = real_writer(path)
+            self._index = len(closes)
+            closes.append(0)
 
-        def close():
-            closes[index] += 1
-            real_close()
+        def write(self, record):
+            self._writer.write(record)
 
-        writer.close = close
-        return writer
+        def flush(self):
+            self._writer.flush()
 
-    monkeypatch.setattr(tf.summary, "create_file_writer", create)
+        def close(self):
+            closes[self._index] += 1
+            self._writer.close()
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", Spy)
     return closes
 
 

@@ -116,32 +116,41 @@ def test_keras_tensorboard_callback_in_the_same_run(
 def test_tensorboard_shows_the_records(
     make_model, tiny_data, tmp_path, tensorboard_server
 ):
+    """Both sinks: run1 written directly (`output_dir=`), run2 through a
+    user's `tf.summary` writer; both inside a `tf.name_scope`, which must
+    not reach the tag."""
+    import tensorflow as tf
+
     x, y = tiny_data
-    train_dir = tmp_path / "logs" / "run1" / "train"
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(train_dir)
-    )
-    make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[counter])
-    written = read_scalars(str(train_dir))["global_step/sec"]
-    assert [r.step for r in written] == [11, 21]
+    runs = {
+        "run1/train": lambda d: {"output_dir": d},
+        "run2/train": lambda d: {"summary_writer": tf.summary.create_file_writer(d)},
+    }
+    written = {}
+    for run, writer_args in runs.items():
+        run_dir = str(tmp_path / "logs" / run)
+        counter = keras_stepcounter.StepCounter(every_n_steps=10, **writer_args(run_dir))
+        with tf.name_scope("experiment_1"):
+            make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[counter])
+        written[run] = read_scalars(run_dir)["global_step/sec"]
+        assert [r.step for r in written[run]] == [11, 21]
 
     server, base_url = tensorboard_server
-    tags = _wait_for_tag(server, base_url, "run1/train", "global_step/sec")
-    assert list(tags) == ["run1/train"]
-    assert list(tags["run1/train"]) == ["global_step/sec"]
+    for run in runs:
+        tags = _wait_for_tag(server, base_url, run, "global_step/sec")
+        assert list(tags[run]) == ["global_step/sec"]
+    assert sorted(tags) == sorted(runs)
 
-    points = _get_json(
-        base_url,
-        "/data/plugin/scalars/scalars",
-        run="run1/train",
-        tag="global_step/sec",
-    )
-    # Each point is [wall_time, step, value]; values are float32 on disk.
-    assert [step for _, step, _ in points] == [11, 21]
-    assert [np.float32(value) for _, _, value in points] == [
-        np.float32(r.value) for r in written
-    ]
-    assert [value for _, _, value in points] == [r.value for r in written]
-    assert [wall for wall, _, _ in points] == pytest.approx(
-        [r.wall_time for r in written]
-    )
+    for run in runs:
+        points = _get_json(
+            base_url, "/data/plugin/scalars/scalars", run=run, tag="global_step/sec"
+        )
+        # Each point is [wall_time, step, value]; values are float32 on disk.
+        assert [step for _, step, _ in points] == [11, 21]
+        assert [np.float32(value) for _, _, value in points] == [
+            np.float32(r.value) for r in written[run]
+        ]
+        assert [value for _, _, value in points] == [r.value for r in written[run]]
+        assert [wall for wall, _, _ in points] == pytest.approx(
+            [r.wall_time for r in written[run]]
+        )

@@ -4,8 +4,9 @@ Every recorder hands its scalars to a writer from here, which flushes them
 at once so a record is on disk before training resumes, and never lets a
 write failure escape into training (one `RuntimeWarning` per outage):
 
-* `ScalarWriter`: eager writes through a v2 `tf.summary` writer
-  (`StepCounter`).
+* `ScalarWriter` (`StepCounter`): for `output_dir`, an `EventFileSink`
+  writing event records itself (microseconds a record); for a caller's
+  `tf.summary` writer or the default writer, a `SummarySink`.
 * `write_scalars_in_graph`: summary ops inside a `tf.function`
   (`GraphStepCounter`).
 * `V1ScalarWriter`: v1 `Summary` protos through a v1 `FileWriter`
@@ -17,12 +18,15 @@ from keras_stepcounter.writer.checks import (
     check_summary_writer,
     check_v1_summary_writer,
 )
+from keras_stepcounter.writer.event_file import EventFileSink
 from keras_stepcounter.writer.in_graph import graph_ops, write_scalars_in_graph
-from keras_stepcounter.writer.summary import ScalarWriter
+from keras_stepcounter.writer.summary import ScalarWriter, SummarySink
 from keras_stepcounter.writer.v1 import V1ScalarWriter
 
 __all__ = [
+    "EventFileSink",
     "ScalarWriter",
+    "SummarySink",
     "V1ScalarWriter",
     "check_output_dir",
     "check_summary_writer",
