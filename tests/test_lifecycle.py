@@ -82,7 +82,7 @@ def test_interrupted_fit_leaves_every_record_on_disk(
     assert steps_of(tmp_path) == [6, 11, 16]
 
 
-def test_exception_inside_track_leaves_records_and_closes(tmp_path, writer_spy):
+def test_exception_inside_track_leaves_records_and_the_file_open(tmp_path, writer_spy):
     step = tf.Variable(0, dtype=tf.int64)
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(tmp_path))
     with pytest.raises(KeyboardInterrupt):
@@ -92,6 +92,8 @@ def test_exception_inside_track_leaves_records_and_closes(tmp_path, writer_spy):
                 counter.step_done()
             raise KeyboardInterrupt
     assert steps_of(tmp_path) == [6, 11]
+    assert writer_spy == [0]  # Flushed; kept for the counter's next run.
+    counter.close()
     assert writer_spy == [1]
 
 
@@ -101,10 +103,15 @@ def test_reused_across_fits_and_models(keras, make_model, tiny_data, tmp_path, w
     fit(model_a, tiny_data, counter)
     fit(model_a, tiny_data, counter)  # Steps 31..60 of model A.
     fit(model_b, tiny_data, counter)  # Model B's own optimizer: from step 0.
+    # One event file for the counter's life (the report splits it where the
+    # step starts over); closed by close(), once.
     assert steps_per_event_file(tmp_path, tmp_path / "scratch") == [
-        [11, 21], [11, 21], [41, 51]
+        [11, 21, 41, 51, 11, 21]
     ]
-    assert writer_spy == [1, 1, 1]  # One writer per fit, each closed once.
+    assert writer_spy == [0]
+    counter.close()
+    counter.close()
+    assert writer_spy == [1]
 
 
 def test_writer_opened_by_it_is_closed_exactly_once(
@@ -117,6 +124,9 @@ def test_writer_opened_by_it_is_closed_exactly_once(
     assert writer_spy == [0]  # No on_train_end: kept open for the next fit.
     fit(model, tiny_data, counter)  # Steps 18..47, in the same event file.
     counter.on_train_end()  # A second end (a CallbackList driven by hand).
+    assert writer_spy == [0]  # Ends of runs flush; only close() closes.
+    counter.close()
+    counter.close()
     assert writer_spy == [1]
     assert steps_of(tmp_path) == [6, 11, 16, 23, 28, 33, 38, 43]
 
