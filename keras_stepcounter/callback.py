@@ -21,7 +21,8 @@ from keras_stepcounter._step_readers import (
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
-from keras_stepcounter.core.recorder import Recorder, RunSource
+from keras_stepcounter.core.recorder import Recorder
+from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
 from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer

@@ -9,41 +9,16 @@ in plain Python, driven by any clock.
 from __future__ import annotations
 
 import math
-import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from keras_stepcounter.core.instruments import Instruments
 from keras_stepcounter.core.rates import RateTracker
 from keras_stepcounter.core.records import Records, RecordSink
 from keras_stepcounter.core.run_warnings import RunWarnings
+from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.schedule import ReadSchedule
-
-StepRead = Callable[[], int]
-
-
-@dataclass(frozen=True)
-class RunSource:
-    """What a run reads its step from, and how steps relate to batch calls.
-
-    Args:
-        read: Returns the global step (a device read: called rarely).
-        description: What `read` reads, in words, for warnings.
-        batches_per_call: Batches one batch-end call covers
-            (`steps_per_execution`).
-        steps_per_call: Most global steps one call can advance.
-        calls_per_update: Calls per applied update (gradient accumulation).
-        highest_recorded: Returns the highest step already recorded where
-            this run writes, for `goodput/rerun_steps` (read once a run).
-    """
-
-    read: StepRead
-    description: str = "the step source"
-    batches_per_call: int = 1
-    steps_per_call: int = 1
-    calls_per_update: int = 1
-    highest_recorded: Callable[[], Optional[int]] = lambda: None
-
+from keras_stepcounter.core.step_reads import StepReads
+from keras_stepcounter.core.stretches import StepStretches
 
 class Recorder:
     """Turns batch ends into rate records, reading the device only when needed.
@@ -93,9 +68,10 @@ class Recorder:
     ) -> None:
         self._rates, self._clock = rates, clock
         self._count_fn = count_fn
-        self._pause_between_epochs = pause_between_epochs
+        self._stretches = StepStretches(pause_between_epochs)
         self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
+        self._reads = StepReads(self._warnings)
         self.instruments = Instruments(
             clock,
             step_time_stats=step_time_stats,
@@ -115,7 +91,6 @@ class Recorder:
         self._calls_until_read: float = 1
         self._deadline = -math.inf
         self._last_read_step: Optional[int] = None
-        self._in_steps, self._steps_start = False, 0.0
         self._last_batch_end = self._step_start = 0.0
         self.stretch_rate: Optional[float] = None
         self._leave_run()
@@ -128,8 +103,7 @@ class Recorder:
         self._source = source
         self._batches_per_call = source.batches_per_call
         self._schedule.steps_per_call = source.steps_per_call
-        self._read_step: Optional[StepRead] = source.read
-        self._thread: Optional[int] = threading.get_ident()
+        self._reads.start(source.read)
         self._run_begin = self._clock()
         self._run_start_step: Optional[int] = None
         self._last_read_step = None
@@ -137,8 +111,7 @@ class Recorder:
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
         self._first_step_pending = True
-        self._in_steps = False
-        self._paused_since: Optional[float] = None
+        self._stretches.reset()
         self.instruments.run_begins(self._run_begin)
 
     def go_idle(self) -> None:
@@ -146,7 +119,7 @@ class Recorder:
         after a failure). Batch ends then cost what a quiet batch costs."""
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = math.inf, math.inf
-        self._in_steps = False
+        self._stretches.running = False
         self.stretch_rate = None
         self.instruments.stop()
 
@@ -156,18 +129,16 @@ class Recorder:
 
     def begin_steps(self) -> None:
         """Training steps start (an epoch's first batch, or a loop's start)."""
-        if self._read_step is None or self.idle or self._in_steps:
+        if not self._reads.in_run or self.idle or self._stretches.running:
             return
         if self._run_start_step is None and not self._read_run_start():
             return
-        now = self._clock()
-        if self._paused_since is not None:
-            self._rates.timer.exclude(now - self._paused_since)
+        now = self._step_start = self._clock()
+        paused = self._stretches.begin(now, self._last_read_step)
+        if paused:
+            self._rates.timer.exclude(paused)
             self._deadline = self._rates.timer.trigger_deadline()
-            self._paused_since = None
-        self._in_steps, self.stretch_rate = True, None
-        self._steps_start = self._step_start = now
-        self._steps_start_step = self._last_read_step
+        self.stretch_rate = None
         self.instruments.steps_resumed(now)
 
     def _read_run_start(self) -> bool:
@@ -189,12 +160,10 @@ class Recorder:
         callbacks' work on that batch stays in the interval. Sets
         `stretch_rate`, the mean rate since `begin_steps`.
         """
-        if not self._in_steps:
+        if not self._stretches.running:
             return
         now = self._clock()
-        self._in_steps = False
-        if self._pause_between_epochs:
-            self._paused_since = now
+        self._stretches.pause(now)
         # The ledger's boundary starts where the last batch (and the
         # counter's own work on it) ended: what Keras does between the
         # loops (tracing the validation function, say) is not step time.
@@ -202,11 +171,11 @@ class Recorder:
         step = self._safe_read()
         if step is not None:
             self._note_read(step)
-            self.stretch_rate = _rate(self._steps_start_step, step, self._steps_start, now)
+            self.stretch_rate = self._stretches.rate(step, now)
 
     def end_run(self) -> None:
         """Ends the run: the goodput ledger (if on), then a flush."""
-        if self._read_step is not None and not self.idle:
+        if self._reads.in_run and not self.idle:
             self.pause_steps()
             self._records.run_ended(self._last_read_step)
         self._records.flush()
@@ -215,8 +184,7 @@ class Recorder:
     def _leave_run(self) -> None:
         # Outside a run, the first batch end reads, and finds no reader.
         self.go_idle()
-        self._read_step = None
-        self._thread = None
+        self._reads.stop()
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
 
     # The batch path. -------------------------------------------------------
@@ -248,16 +216,6 @@ class Recorder:
         self._read_and_maybe_record(now)
 
     def _read_and_maybe_record(self, now: float) -> None:
-        if self._read_step is None:
-            raise RuntimeError(
-                "step_done() was called outside a run: call it inside "
-                "`with counter.track():` (or drive the counter through a "
-                "keras.callbacks.CallbackList, starting with on_train_begin)."
-            )
-        if threading.get_ident() != self._thread:
-            self._warnings.off_thread()
-            self.go_idle()
-            return
         step = self._safe_read()
         if step is None:
             return
@@ -279,20 +237,11 @@ class Recorder:
         self._calls_since_read = 0
 
     def _safe_read(self, first: bool = False) -> Optional[int]:
-        """The step, or None (and idle) if reading failed.
-
-        A TypeError on a run's first read is a step source of the wrong
-        kind (it returns floats, say): bad input, raised before any step.
-        """
-        assert self._read_step is not None
-        try:
-            return self._read_step()
-        except Exception as error:  # A measuring tool must not stop training.
-            if first and isinstance(error, TypeError):
-                raise
-            self._warnings.read_failed(error)
+        """The step, or None after which this run records nothing more."""
+        step = self._reads.read(first)
+        if step is None:
             self.go_idle()
-            return None
+        return step
 
     def _count_examples(self, logs: Optional[Dict[str, Any]]) -> None:
         assert self._count_fn is not None
@@ -304,19 +253,9 @@ class Recorder:
     # For the stall watchdog's thread: attribute reads only.
 
     def _progress(self) -> Optional[float]:
-        if not self._in_steps:
-            return None
-        return max(self._last_batch_end, self._steps_start)
+        stretches = self._stretches
+        return max(self._last_batch_end, stretches.start) if stretches.running else None
 
     def _force_read(self) -> None:
         self._deadline = -math.inf
 
-
-def _rate(
-    start_step: Optional[int], step: int, start_time: float, now: float
-) -> Optional[float]:
-    """Steps per second from (start_time, start_step) to (now, step), if any."""
-    seconds = now - start_time
-    if start_step is None or seconds <= 0 or step <= start_step:
-        return None
-    return (step - start_step) / seconds

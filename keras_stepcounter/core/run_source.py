@@ -1,0 +1,31 @@
+"""`RunSource`: what a run reads its step from, as the adapters describe it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+StepRead = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """What a run reads its step from, and how steps relate to batch calls.
+
+    Args:
+        read: Returns the global step (a device read: called rarely).
+        description: What `read` reads, in words, for warnings.
+        batches_per_call: Batches one batch-end call covers
+            (`steps_per_execution`).
+        steps_per_call: Most global steps one call can advance.
+        calls_per_update: Calls per applied update (gradient accumulation).
+        highest_recorded: Returns the highest step already recorded where
+            this run writes, for `goodput/rerun_steps` (read once a run).
+    """
+
+    read: StepRead
+    description: str = "the step source"
+    batches_per_call: int = 1
+    steps_per_call: int = 1
+    calls_per_update: int = 1
+    highest_recorded: Callable[[], Optional[int]] = lambda: None
