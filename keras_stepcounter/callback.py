@@ -146,16 +146,7 @@ class StepCounter(keras.callbacks.Callback):
         self._settings = dict(locals())
         self._settings.pop("self")
         self._settings.pop("__class__", None)
-        options = RecorderOptions(
-            every_n_steps=every_n_steps,
-            every_n_secs=every_n_secs,
-            tag=tag,
-            batch_size=batch_size,
-            count_fn=count_fn,
-            flops_per_step=flops_per_step,
-            peak_flops_per_sec=peak_flops_per_sec,
-            time_to_first_step=time_to_first_step,
-        )
+        options = RecorderOptions.pick(self._settings)
         _checks.check_callable("clock", clock, optional=False)
         stall_secs = check_stall_secs(stall_secs)
         check_summary_writer(summary_writer)

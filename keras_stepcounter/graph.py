@@ -124,16 +124,7 @@ class GraphStepCounter(tf.Module):
                 "creates tf.Variables and a summary writer); create it "
                 "once, then call it inside."
             )
-        self.options = RecorderOptions(
-            every_n_steps=every_n_steps,
-            every_n_secs=every_n_secs,
-            tag=tag,
-            batch_size=batch_size,
-            count_fn=count_fn,
-            flops_per_step=flops_per_step,
-            peak_flops_per_sec=peak_flops_per_sec,
-            time_to_first_step=time_to_first_step,
-        )
+        self.options = RecorderOptions.pick(locals())
         self.tag = self.options.tag
         check_summary_writer(summary_writer)
         self._log = bool(log)

@@ -8,8 +8,8 @@ message, naming the argument) whichever recorder it was given to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, Optional
 
 from keras_stepcounter.core import checks as _checks
 
@@ -85,6 +85,12 @@ class RecorderOptions:
         }
         for name, value in normalized.items():
             object.__setattr__(self, name, value)  # Frozen: set once, here.
+
+    @classmethod
+    def pick(cls, arguments: Mapping[str, Any]) -> "RecorderOptions":
+        """The options among a recorder's constructor `arguments` (its
+        `locals()`), checked: each recorder passes them the same way."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls) if f.name in arguments})
 
     @property
     def writes_examples(self) -> bool:

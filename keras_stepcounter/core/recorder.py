@@ -150,7 +150,7 @@ class Recorder:
             return False
         self._run_start_step = self._last_read_step = step
         self._warnings.started(step)
-        self._records.run_started(step, self._source.highest_recorded())
+        self._records.run_started(step, self._source.highest_recorded)
         return True
 
     def pause_steps(self) -> None:

@@ -55,9 +55,12 @@ class Records:
         self._time_to_first_step = time_to_first_step
         self.typical_step_secs: Optional[float] = None
 
-    def run_started(self, step: int, highest_recorded: Optional[int]) -> None:
-        """The run's first step was read: re-run steps, if any."""
-        rerun = self._instruments.rerun(step, highest_recorded)
+    def run_started(self, step: int, highest_recorded: Callable[[], Optional[int]]) -> None:
+        """The run's first step was read: re-run steps, if any (the ledger
+        only: `highest_recorded` reads the records already written)."""
+        if self._instruments.ledger is None:
+            return
+        rerun = self._instruments.rerun(step, highest_recorded())
         if rerun:
             self._sink.write(step, rerun)
 
