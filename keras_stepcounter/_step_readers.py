@@ -143,7 +143,11 @@ def variable_reader(variable: Any) -> Callable[[], int]:
     variables (tf_keras under a strategy) have no single handle: their
     `.numpy()` is the local copy.
     """
-    resource = getattr(variable, "value", variable)  # Keras 3: the tf.Variable
+    # A Keras 3 variable holds its tf.Variable as `.value` (on a tf.Variable,
+    # `.value` is a method).
+    resource = getattr(variable, "value", None)
+    if not isinstance(resource, tf.Variable):
+        resource = variable
     handle = getattr(resource, "handle", None) if _is_plain(resource) else None
     if handle is None:
         return lambda: as_int(variable)

@@ -81,6 +81,17 @@ class LogCapture(logging.Handler):
         self.messages.append((record.levelno, record.getMessage()))
 
 
+@pytest.fixture(autouse=True)
+def _restore_tensorflow_logger_level():
+    """A test (or a guide's code block) that sets TensorFlow's log level
+    leaves it as it found it: at INFO, pytest keeps every record's log line,
+    which would grow the memory tests by tens of MB."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @pytest.fixture
 def tf_log():
     logger = logging.getLogger("tensorflow")

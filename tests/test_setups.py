@@ -312,3 +312,21 @@ def test_step_going_back_in_fit_records_nothing_for_that_interval(
     assert values_of(tmp_path) == [8.0, 8.0]
     went_back = [m for _, m in tf_log.messages if "went back" in m or "back from" in m]
     assert len(went_back) == 1 and "11" in went_back[0] and "6" in went_back[0]
+
+
+@pytest.mark.parametrize("kind", ["tf.Variable", "keras.Variable", "optimizer.iterations"])
+def test_steps_are_read_with_one_raw_read_op(keras, monkeypatch, kind):
+    calls = []
+    real_op = tf.raw_ops.ReadVariableOp
+    monkeypatch.setattr(
+        tf.raw_ops, "ReadVariableOp", lambda **kw: calls.append(kw) or real_op(**kw)
+    )
+    if kind == "optimizer.iterations":
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        reader = _step_readers.iterations_reader(model)
+    else:
+        make = tf.Variable if kind == "tf.Variable" else keras.Variable
+        reader = _step_readers.step_source_reader(make(7, dtype="int64"))
+    value = reader()
+    assert len(calls) == 1 and isinstance(value, int)
