@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
-from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -19,6 +18,7 @@ from keras_stepcounter._step_readers import (
     updates_per_call,
 )
 from keras_stepcounter.core import checks as _checks
+from keras_stepcounter.custom_loops import CustomLoopMethods
 from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
 from keras_stepcounter.core.recorder import Recorder
@@ -28,10 +28,9 @@ from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer
 
 EPOCH_LOG_KEY = "steps_per_sec"
-T = TypeVar("T")
 
 
-class StepCounter(keras.callbacks.Callback):
+class StepCounter(CustomLoopMethods, keras.callbacks.Callback):
     """Counts training steps per second and writes them to TensorBoard.
 
     The TF2 successor of `tf.compat.v1.train.StepCounterHook`, with its
@@ -178,7 +177,7 @@ class StepCounter(keras.callbacks.Callback):
         # unless a subclass overrides it.
         if type(self).on_train_batch_end is StepCounter.on_train_batch_end:
             self.on_train_batch_end = self._recorder.batch_end  # type: ignore[method-assign]
-        if type(self).step_done is StepCounter.step_done:
+        if type(self).step_done is CustomLoopMethods.step_done:
             self.step_done = self._recorder.batch_end  # type: ignore[method-assign]
 
     @property
@@ -222,60 +221,6 @@ class StepCounter(keras.callbacks.Callback):
         and stops its stall watchdog, if one still runs."""
         self._recorder.instruments.stop()
         self._writer.close()
-
-    # Custom loops. --------------------------------------------------------
-
-    @contextlib.contextmanager
-    def track(self, step_source: Any = None) -> Iterator["StepCounter"]:
-        """Brackets a custom training loop: begin on entry, end on exit.
-
-        Args:
-            step_source: An integer `tf.Variable` (e.g. `optimizer.iterations`)
-                or a callable returning the global step, for this block
-                only. Default: the constructor's, else
-                `model.optimizer.iterations`.
-
-        Call `step_done()` after each training step (or each call of a
-        function running several steps) inside the block.
-        """
-        if step_source is not None:
-            reader = step_source_reader(step_source)
-        else:
-            reader = self._step_source or iterations_reader(self.model)
-        self._begin_run(reader)
-        self._recorder.begin_steps()
-        try:
-            yield self
-        finally:
-            self.on_train_end()
-
-    def timed(self, name: str) -> ContextManager[None]:
-        """A context manager timing a named block: `time_frac/<name>` at each
-        record is the share of that record's interval spent inside it.
-
-        Example:
-
-        ```python
-        with counter.track(optimizer.iterations):
-            for batch in dataset:
-                with counter.timed("step"):
-                    train_step(batch)
-                counter.step_done()
-        ```
-        """
-        return self._recorder.instruments.sections.timed(name)
-
-    def timed_iter(self, iterable: Iterable[T], name: str = "input") -> Iterator[T]:
-        """Yields the items of `iterable`, timing each `next()` as `name`, so
-        a loop's input wait shows as `time_frac/input`."""
-        return self._recorder.instruments.sections.timed_iter(iterable, name)
-
-    def step_done(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """One training step (or call of several) of a custom loop ended.
-
-        Costs what the hot path of `fit` costs. Call it inside `track()`.
-        """
-        self._recorder.batch_end(batch, logs)
 
     # Internals. -----------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""The custom-loop half of `StepCounter`: `track()`, `step_done()`, timed blocks.
+
+For training loops written by hand (the Keras guide's "Writing a training
+loop from scratch"), without a `CallbackList`. `StepCounter` mixes these in;
+they only call its recorder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar
+
+from keras_stepcounter._step_readers import StepReader, iterations_reader, step_source_reader
+
+T = TypeVar("T")
+Self = TypeVar("Self", bound="CustomLoopMethods")
+
+
+class CustomLoopMethods:
+    """`track()`, `step_done()`, `timed()` and `timed_iter()` of `StepCounter`.
+
+    Example:
+
+    ```python
+    counter = keras_stepcounter.StepCounter(every_n_steps=100, output_dir="logs")
+    with counter.track(optimizer.iterations):
+        for batch in counter.timed_iter(dataset):
+            train_step(batch)
+            counter.step_done()
+    ```
+    """
+
+    # Provided by StepCounter.
+    _recorder: Any
+    _step_source: Optional[StepReader]
+    model: Any
+
+    def _begin_run(self, reader: StepReader) -> None:
+        raise NotImplementedError
+
+    def on_train_end(self, logs: Optional[Dict[str, Any]] = None) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def track(self: Self, step_source: Any = None) -> Iterator[Self]:
+        """Brackets a custom training loop: begin on entry, end on exit.
+
+        Args:
+            step_source: An integer `tf.Variable` (e.g. `optimizer.iterations`)
+                or a callable returning the global step, for this block
+                only. Default: the constructor's, else
+                `model.optimizer.iterations`.
+
+        Call `step_done()` after each training step (or each call of a
+        function running several steps) inside the block.
+        """
+        if step_source is not None:
+            reader = step_source_reader(step_source)
+        else:
+            reader = self._step_source or iterations_reader(self.model)
+        self._begin_run(reader)
+        self._recorder.begin_steps()
+        try:
+            yield self
+        finally:
+            self.on_train_end()
+
+    def timed(self, name: str) -> ContextManager[None]:
+        """A context manager timing a named block: `time_frac/<name>` at each
+        record is the share of that record's interval spent inside it.
+
+        Example:
+
+        ```python
+        with counter.track(optimizer.iterations):
+            for batch in dataset:
+                with counter.timed("step"):
+                    train_step(batch)
+                counter.step_done()
+        ```
+        """
+        return self._recorder.instruments.sections.timed(name)
+
+    def timed_iter(self, iterable: Iterable[T], name: str = "input") -> Iterator[T]:
+        """Yields the items of `iterable`, timing each `next()` as `name`, so
+        a loop's input wait shows as `time_frac/input`."""
+        return self._recorder.instruments.sections.timed_iter(iterable, name)
+
+    def step_done(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
+        """One training step (or call of several) of a custom loop ended.
+
+        Costs what the hot path of `fit` costs. Call it inside `track()`.
+        """
+        self._recorder.batch_end(batch, logs)
