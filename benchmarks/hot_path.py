@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List
 from benchmarks._common import Row, Settings, interleave, median, spread, verdict
 
 TARGET_US = 0.5
+STEP_TIMES_TARGET_US = 0.2
 
 
 def run(settings: Settings) -> List[Row]:
@@ -45,13 +46,17 @@ def run(settings: Settings) -> List[Row]:
 
     with tempfile.TemporaryDirectory() as log_dir:
         counter = keras_stepcounter.StepCounter(every_n_steps=10**9, output_dir=log_dir)
-        callbacks: List[Any] = [Empty(), Naive(), counter]
+        timed = keras_stepcounter.StepCounter(
+            every_n_steps=10**9, output_dir=log_dir, step_time_stats=True
+        )
+        callbacks: List[Any] = [Empty(), Naive(), counter, timed]
         for callback in callbacks:
             callback.set_model(model)
-        counter.on_train_begin()
-        counter.on_epoch_begin(0)
-        counter.on_train_batch_begin(0)
-        counter.on_train_batch_end(0, {})  # Sets the baseline; now between triggers.
+        for started in (counter, timed):
+            started.on_train_begin()
+            started.on_epoch_begin(0)
+            started.on_train_batch_begin(0)
+            started.on_train_batch_end(0, {})  # The baseline; now between triggers.
 
         calls = 20_000 if settings.quick else 200_000
         naive_calls = max(1, calls // 100)  # ~20 µs each: fewer calls suffice.
@@ -60,13 +65,16 @@ def run(settings: Settings) -> List[Row]:
             {
                 "empty_end": _timer(empty.on_train_batch_end, calls),
                 "ours_end": _timer(counter.on_train_batch_end, calls),
+                "timed_end": _timer(timed.on_train_batch_end, calls),
                 "naive_end": _timer(naive.on_train_batch_end, naive_calls),
                 "empty_begin": _timer(empty.on_train_batch_begin, calls),
                 "ours_begin": _timer(counter.on_train_batch_begin, calls),
             },
             settings.rounds,
         )
-        counter.on_train_end()
+        for started in (counter, timed):
+            started.on_train_end()
+            started.close()
     return _rows(results, calls)
 
 
@@ -90,6 +98,7 @@ def _rows(results, calls: int) -> List[Row]:
     naive_end = _per_call_us(results, "naive_end")
     over_empty = [o - e for o, e in zip(ours_end, empty_end)]
     naive_over_ours = [n / o for n, o in zip(naive_end, ours_end)]
+    timed_over_ours = [t - o for t, o in zip(_per_call_us(results, "timed_end"), ours_end)]
     empty_begin = _per_call_us(results, "empty_begin")
     ours_begin = _per_call_us(results, "ours_begin")
     begin_over_empty = [o - e for o, e in zip(ours_begin, empty_begin)]
@@ -105,6 +114,14 @@ def _rows(results, calls: int) -> List[Row]:
             result=spread(over_empty, "{:+.3f}") + " µs above empty",
             target=f"< {TARGET_US} µs above empty",
             verdict=verdict(median(over_empty) < TARGET_US),
+        ),
+        Row(
+            name="hot path: `on_train_batch_end` with `step_time_stats=True`",
+            measured=spread(timed_over_ours, "{:+.3f}") + " µs/call over the row above",
+            compared_with="the same counter without step_time_stats",
+            result="keeps each step's time in a fixed-size buffer",
+            target=f"< {STEP_TIMES_TARGET_US} µs over it (issue 17)",
+            verdict=verdict(median(timed_over_ours) < STEP_TIMES_TARGET_US),
         ),
         Row(
             name="hot path: `StepCounter.on_train_batch_begin`",

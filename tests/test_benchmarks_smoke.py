@@ -13,8 +13,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The first cell of each row the table must have; recorders still missing
-# from this checkout print "not available" rows, which count as present.
+# The first cell of each row the table must have.
 EXPECTED_ROWS = [
     "| in place: `StepCounter(every_n_steps=100, output_dir=...)`",
     "| in place: `StepCounter(every_n_steps=1, output_dir=...)`",
@@ -29,6 +28,7 @@ EXPECTED_ROWS = [
     "| sink alone: previous sink: `tf.summary.scalar`",
     "| sink alone: `os.stat` of the event file",
     "| hot path: `StepCounter.on_train_batch_end`",
+    "| hot path: `on_train_batch_end` with `step_time_stats=True`",
     "| hot path: `StepCounter.on_train_batch_begin`",
     "| `fit` 200 steps: `StepCounter()`",
     "| `fit` 200 steps: time inside `StepCounter`'s hooks",
