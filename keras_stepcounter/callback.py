@@ -30,7 +30,7 @@ from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summa
 EPOCH_LOG_KEY = "steps_per_sec"
 
 
-class StepCounter(CustomLoopMethods, keras.callbacks.Callback):
+class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     """Counts training steps per second and writes them to TensorBoard.
 
     The TF2 successor of `tf.compat.v1.train.StepCounterHook`, with its
