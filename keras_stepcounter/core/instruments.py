@@ -81,14 +81,23 @@ class Instruments:
         if self.step_times is not None:
             self.step_times.clear()
 
-    def rerun(self, start_step: int, highest_recorded: Optional[int]) -> Scalars:
-        """`goodput/rerun_steps` when a run starts below a recorded step."""
-        steps = rerun_steps(start_step, highest_recorded)
-        if self.ledger is None or steps is None:
+    def rerun(
+        self, start_step: int, highest_recorded: Callable[[], Optional[int]]
+    ) -> Scalars:
+        """`goodput/rerun_steps` when a run starts below a recorded step.
+
+        With the ledger only: `highest_recorded` reads the records already
+        written (once a run).
+        """
+        if self.ledger is None:
+            return {}
+        highest = highest_recorded()
+        steps = rerun_steps(start_step, highest)
+        if steps is None:
             return {}
         tf_logger.info(
             "goodput: this fit starts at step %d, below step %d already recorded: "
-            "%d steps are computed again.", start_step, highest_recorded, steps,
+            "%d steps are computed again.", start_step, highest, steps,
         )
         return {RERUN_STEPS_TAG: float(steps)}
 

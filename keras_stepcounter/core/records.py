@@ -8,16 +8,15 @@ write of a run goes through here, to one sink.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 from keras_stepcounter.core.instruments import Instruments
-from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, RateTracker
+from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, RateTracker, ScalarSink
 
 
-class RecordSink(Protocol):
-    """Where records go (the sinks in `writer/`)."""
-
-    def write(self, step: int, scalars: Dict[str, float]) -> bool: ...
+class RecordSink(ScalarSink, Protocol):
+    """Where a run's records go (the sinks in `writer/`): writes, and a flush
+    at the end of the run."""
 
     def flush(self) -> None: ...
 
@@ -58,9 +57,7 @@ class Records:
     def run_started(self, step: int, highest_recorded: Callable[[], Optional[int]]) -> None:
         """The run's first step was read: re-run steps, if any (the ledger
         only: `highest_recorded` reads the records already written)."""
-        if self._instruments.ledger is None:
-            return
-        rerun = self._instruments.rerun(step, highest_recorded())
+        rerun = self._instruments.rerun(step, highest_recorded)
         if rerun:
             self._sink.write(step, rerun)
 
@@ -77,11 +74,12 @@ class Records:
         if stall:
             self._sink.write(step, stall)
         baseline = self._rates.timer.last_triggered_step()
-        scalars = self._rates.observe(step)
-        if scalars is not None and baseline is not None:
-            interval_secs = (step - baseline) / scalars[self._rates.tag]
-            self.typical_step_secs = interval_secs / (step - baseline)
-            scalars.update(self._instruments.at_record(interval_secs, now))
+        interval = self._rates.interval(step)
+        if interval is not None:
+            elapsed_steps, elapsed_secs, _ = interval
+            self.typical_step_secs = elapsed_secs / elapsed_steps
+            scalars = self._rates.scalars(*interval)
+            scalars.update(self._instruments.at_record(elapsed_secs, now))
             self._rates.record(self._sink, step, scalars)
         if self._rates.timer.last_triggered_step() != baseline:
             self._instruments.interval_restarts(self._clock())
