@@ -129,7 +129,7 @@ class Recorder:
 
     def begin_steps(self) -> None:
         """Training steps start (an epoch's first batch, or a loop's start)."""
-        if not self._reads.in_run or self.idle or self._stretches.running:
+        if self._stretches.running or not self._reads.in_run or self.idle:  # Running: every batch.
             return
         if self._run_start_step is None and not self._read_run_start():
             return
