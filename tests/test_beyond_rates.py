@@ -1,7 +1,6 @@
 """Step-time percentiles, the stall watchdog, the goodput ledger and timed
 sections, in real fits and loops with real time (issues 17 and 18)."""
 
-import gc
 import logging
 import threading
 import time
@@ -140,8 +139,7 @@ def test_goodput_ledger_of_three_epochs_with_validation(make_model, tiny_data, t
         every_n_steps=10, output_dir=str(tmp_path), goodput=True, time_to_first_step=True
     )
     sleeper = Sleeper(0.02, per_epoch_end=1.0, per_test_batch=0.05)
-    model = make_model()  # Built outside the wall time measured around fit.
-    gc.collect()  # A collection of earlier tests' objects is not this fit's.
+    model = make_model()
     start = time.perf_counter()
     model.fit(
         x[:80], y[:80], batch_size=8, epochs=3, verbose=0,
@@ -157,9 +155,12 @@ def test_goodput_ledger_of_three_epochs_with_validation(make_model, tiny_data, t
     # The total is fit's callback window, on_train_begin to on_train_end...
     window = sleeper.train_end - sleeper.train_begin
     assert total == pytest.approx(window, rel=0.01)
-    # ...within 10% of the wall time around fit (Keras's data and model set-up
-    # come before on_train_begin: about 0.05 s, once 0.45 s in a full run).
-    assert 0.9 * wall <= total <= wall
+    # ...inside the wall time around fit, and at least the known sleeps: 1 s
+    # at each epoch end, 0.02 s a step, 0.05 s a validation batch. Keras's
+    # data and model set-up before on_train_begin is not the counter's to
+    # time, and varies on a loaded machine (0.05 s alone, 1 s once in CI),
+    # so the total is not held to the wall time from below.
+    assert 3 * 1.0 + 30 * 0.02 + 15 * 0.05 <= total <= wall
     # Steps: from the first step's end to the end of epoch 1's last batch,
     # and each later epoch's first batch begin to its last batch's end (the
     # counter's batch ends come right before the sleeper's, listed after it).
