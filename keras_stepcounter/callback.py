@@ -228,7 +228,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         batches_per_call = self._steps_per_call or steps_per_execution(self.model)
         self._recorder.begin_run(
             RunSource(
-                read=reader,
+                read=reader.read,  # Not the reader itself: a frame less a record.
                 description=reader.description,
                 batches_per_call=batches_per_call,
                 steps_per_call=updates_per_call(batches_per_call, reader.calls_per_update),

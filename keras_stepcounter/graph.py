@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
 from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
-from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, interval_scalars
+from keras_stepcounter.graph_trigger import NOT_RECORDED, GraphTrigger
 from keras_stepcounter.writer import check_output_dir, check_summary_writer
-from keras_stepcounter.writer.in_graph import (
-    after,
-    check_not_in_xla,
-    graph_ops,
-    one_op_function,
-    print_rate_line,
-    print_went_back_warning,
-    write_scalars_in_graph,
-)
+from keras_stepcounter.writer.in_graph import check_not_in_xla, one_op_function
 
-NOT_RECORDED = float("nan")
-
-# Before a baseline: every step is due (step >= _NO_BASELINE + every_n_steps)
-# and none is below it.
-_NO_BASELINE = tf.int64.min
-# `_state`: [baseline time, has a baseline (0/1), run start time], one
-# variable so that the trigger branch captures one handle, not three.
-_LAST_TIME, _HAS_BASELINE, _START_TIME = 0, 1, 2
+__all__ = ["GraphStepCounter", "NOT_RECORDED"]
 
 
 class GraphStepCounter(tf.Module):
@@ -127,7 +111,6 @@ class GraphStepCounter(tf.Module):
         self.options = RecorderOptions.pick(locals())
         self.tag = self.options.tag
         check_summary_writer(summary_writer)
-        self._log = bool(log)
         output_dir = check_output_dir(output_dir)
         self._owns_writer = summary_writer is None and output_dir is not None
         self._writer = (
@@ -136,28 +119,19 @@ class GraphStepCounter(tf.Module):
             else summary_writer
         )
         with self.name_scope:
-            self._last_step = tf.Variable(
-                tf.constant(_NO_BASELINE, tf.int64), trainable=False, name="last_step"
-            )
-            # Wall-clock epoch seconds, comparable with tf.timestamp().
-            self._state = tf.Variable(
-                tf.constant([0.0, 0.0, time.time()], tf.float64),
-                trainable=False,
-                name="state",
-            )
-            self._examples = tf.Variable(
-                tf.constant(0.0, tf.float64), trainable=False, name="examples"
-            )
-        self._run_trigger = self._trigger_as_one_op() if self._writer is not None else self._trigger
+            self._rule = GraphTrigger(self.options, self._writer, bool(log), name="trigger")
+        self._run_trigger = (
+            self._trigger_as_one_op() if self._writer is not None else self._rule.trigger
+        )
 
     def _trigger_as_one_op(self) -> Callable[[tf.Tensor], tf.Tensor]:
-        """`_trigger` as one never-inlined function call (`one_op_function`).
+        """The trigger as one never-inlined function call (`one_op_function`).
 
         Not without a writer of its own: the counter then writes to the
         default writer at the caller's trace time, which a separately
         traced function would not follow.
         """
-        return one_op_function(self._trigger, tf.TensorSpec([], tf.int64))
+        return one_op_function(self._rule.trigger, tf.TensorSpec([], tf.int64))
 
     def __call__(self, step: Any, batch: Any = None) -> tf.Tensor:
         """Notes that training reached global `step`; records when due.
@@ -174,9 +148,9 @@ class GraphStepCounter(tf.Module):
         check_not_in_xla()
         step = tf.cast(step, tf.int64)
         if self.options.count_fn is not None:
-            self._examples.assign_add(tf.cast(self.options.count_fn(batch), tf.float64))
+            self._rule.count_examples(self.options.count_fn(batch))
         return tf.cond(
-            self._is_due(step),
+            self._rule.is_due(step),
             lambda: self._run_trigger(step),
             lambda: tf.constant(NOT_RECORDED, tf.float64),
         )
@@ -188,9 +162,7 @@ class GraphStepCounter(tf.Module):
         Call it (eagerly, or inside a function) before a run whose gap to
         the last call should not count, e.g. after evaluation.
         """
-        self._last_step.assign(_NO_BASELINE)
-        self._examples.assign(0.0)
-        self._state.assign(tf.stack([0.0, 0.0, tf.timestamp()]))
+        self._rule.reset()
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -201,102 +173,3 @@ class GraphStepCounter(tf.Module):
         self.flush()
         if self._owns_writer and self._writer is not None:
             self._writer.close()
-
-    # Graph pieces. ---------------------------------------------------------
-
-    def _is_due(self, step: tf.Tensor) -> tf.Tensor:
-        """The v1 trigger rule, or a step below the baseline, as a bool.
-
-        Runs on every call, so it reads one variable: before a baseline the
-        baseline step is INT64_MIN, below any step (every step is due).
-        """
-        last_step = self._last_step.read_value()
-        went_back = step < last_step
-        every_n_steps = self.options.every_n_steps
-        if every_n_steps is not None:
-            return tf.logical_or(step >= last_step + every_n_steps, went_back)
-        last_time = self._state[_LAST_TIME]
-        due_by_time = tf.logical_and(
-            tf.timestamp() >= last_time + self.options.every_n_secs,
-            tf.not_equal(step, last_step),
-        )
-        return tf.logical_or(due_by_time, went_back)
-
-    def _trigger(self, step: tf.Tensor) -> tf.Tensor:
-        state = self._state.read_value()
-        last_step = self._last_step.read_value()
-        now = tf.timestamp()
-        elapsed_secs = now - state[_LAST_TIME]
-        # In float64: before a baseline, step - INT64_MIN would overflow.
-        elapsed_steps = tf.cast(step, tf.float64) - tf.cast(last_step, tf.float64)
-        has_baseline = state[_HAS_BASELINE] > 0.0
-        recordable = tf.logical_and(
-            has_baseline, tf.logical_and(elapsed_secs > 0.0, elapsed_steps > 0.0)
-        )
-        rate = tf.cond(
-            recordable,
-            lambda: self._record(step, elapsed_steps, elapsed_secs),
-            lambda: self._no_record(step, now, state, last_step),
-        )
-        # The baseline time is taken after the record is written and
-        # flushed: recording is not training.
-        with tf.control_dependencies([rate]):
-            updates = [
-                self._state.assign(
-                    tf.stack([tf.timestamp(), 1.0, state[_START_TIME]])
-                ),
-                self._last_step.assign(step),
-            ]
-            # Only touched with a count_fn: each variable the branch uses is
-            # one more input switched on every call.
-            if self.options.count_fn is not None:
-                updates.append(self._examples.assign(0.0))
-        with tf.control_dependencies(updates):
-            return tf.identity(rate)
-
-    def _record(
-        self, step: tf.Tensor, elapsed_steps: tf.Tensor, elapsed_secs: tf.Tensor
-    ) -> tf.Tensor:
-        options = self.options
-        scalars = interval_scalars(
-            self.tag,
-            elapsed_steps,
-            elapsed_secs,
-            self._examples.read_value() if options.count_fn is not None else None,
-            batch_size=options.batch_size,
-            mfu_per_step_rate=options.mfu_per_step_rate,
-        )
-        rate = scalars[self.tag]
-        written = write_scalars_in_graph(self._writer, step, scalars)
-        if self._log:
-            written.append(print_rate_line(self.tag, rate))
-        with tf.control_dependencies(graph_ops(written)):
-            return tf.identity(rate)
-
-    def _no_record(
-        self, step: tf.Tensor, now: tf.Tensor, state: tf.Tensor, last_step: tf.Tensor
-    ) -> tf.Tensor:
-        """A trigger that only sets the baseline: the first call (which may
-        note `time_to_first_step`), a step that went back (which warns), or
-        an empty interval."""
-        done: List[Any] = []
-        has_baseline = state[_HAS_BASELINE] > 0.0
-        if self.options.time_to_first_step:
-            done.append(
-                tf.cond(
-                    has_baseline,
-                    lambda: tf.constant(False),
-                    lambda: after(*write_scalars_in_graph(
-                        self._writer, step, {TIME_TO_FIRST_STEP_TAG: now - state[_START_TIME]}
-                    )),
-                )
-            )
-        done.append(
-            tf.cond(
-                tf.logical_and(has_baseline, step < last_step),
-                lambda: after(print_went_back_warning(last_step, step)),
-                lambda: tf.constant(False),
-            )
-        )
-        with tf.control_dependencies(done):
-            return tf.constant(NOT_RECORDED, tf.float64)
