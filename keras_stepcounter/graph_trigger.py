@@ -62,7 +62,6 @@ class GraphTrigger(tf.Module):
     ) -> None:
         super().__init__(name=name)
         self.options, self._writer, self._log = options, writer, log
-        self.tag = options.tag
         with self.name_scope:
             self._last_step = tf.Variable(
                 tf.constant(_NO_BASELINE, tf.int64), trainable=False, name="last_step"
@@ -143,17 +142,17 @@ class GraphTrigger(tf.Module):
     ) -> tf.Tensor:
         options = self.options
         scalars = interval_scalars(
-            self.tag,
+            options.tag,
             elapsed_steps,
             elapsed_secs,
             self._examples.read_value() if options.count_fn is not None else None,
             batch_size=options.batch_size,
             mfu_per_step_rate=options.mfu_per_step_rate,
         )
-        rate = scalars[self.tag]
+        rate = scalars[options.tag]
         written = write_scalars_in_graph(self._writer, step, scalars)
         if self._log:
-            written.append(print_rate_line(self.tag, rate))
+            written.append(print_rate_line(options.tag, rate))
         with tf.control_dependencies(graph_ops(written)):
             return tf.identity(rate)
 
