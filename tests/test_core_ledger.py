@@ -4,18 +4,17 @@ import random
 
 import pytest
 
-from keras_stepcounter.core.ledger import (
+from keras_stepcounter.core.ledger import GoodputLedger, rerun_steps, summary_line
+from keras_stepcounter.core.tags import (
     BUCKET_TAGS,
     EPOCH_BOUNDARY_TAG,
     FRACTION_TAG,
     OTHER_TAG,
     RECORDER_TAG,
+    STALL_TAG,
     STARTUP_TAG,
     STEP_TAG,
     TOTAL_TAG,
-    GoodputLedger,
-    rerun_steps,
-    summary_line,
 )
 
 
@@ -53,6 +52,7 @@ def test_each_bucket_of_three_epochs():
         STEP_TAG: 6.0 + 8.0 + 7.0,
         EPOCH_BOUNDARY_TAG: 2.0 + 3.0 + 1.0,
         RECORDER_TAG: 0.0,
+        STALL_TAG: 0.0,
         OTHER_TAG: 0.0,
         FRACTION_TAG: 21.0 / 31.0,
     }
@@ -86,7 +86,7 @@ def test_a_fit_without_steps_is_other():
     scalars = ledger.train_end(13.0)
     assert _buckets(scalars) == {
         STARTUP_TAG: 0.0, STEP_TAG: 0.0, EPOCH_BOUNDARY_TAG: 0.0,
-        RECORDER_TAG: 0.5, OTHER_TAG: 2.5,
+        RECORDER_TAG: 0.5, OTHER_TAG: 2.5, STALL_TAG: 0.0,
     }
     assert scalars[TOTAL_TAG] == 3.0 and scalars[FRACTION_TAG] == 0.0
 
@@ -163,7 +163,7 @@ def test_a_new_fit_forgets_the_last():
     scalars = ledger.train_end(503.0, last_batch_end=503.0)
     assert _buckets(scalars) == {
         STARTUP_TAG: 1.0, STEP_TAG: 2.0, EPOCH_BOUNDARY_TAG: 0.0,
-        RECORDER_TAG: 0.0, OTHER_TAG: 0.0,
+        RECORDER_TAG: 0.0, OTHER_TAG: 0.0, STALL_TAG: 0.0,
     }
 
 

@@ -20,6 +20,7 @@ def _summary_of(values, capacity=2048):
 def test_nearest_rank_on_one_to_hundred():
     summary = _summary_of(float(v) for v in range(100, 0, -1))
     assert summary == {
+        "step_time/p10": 10.0,
         "step_time/p50": 50.0,
         "step_time/p90": 90.0,
         "step_time/p99": 99.0,
@@ -27,7 +28,7 @@ def test_nearest_rank_on_one_to_hundred():
     }
 
 
-def test_tags_are_the_four_documented():
+def test_tags_are_the_five_documented():
     assert set(_summary_of([1.0])) == set(STEP_TIME_TAGS)
 
 
@@ -36,8 +37,10 @@ def test_single_step_is_every_percentile():
 
 
 def test_ranks_round_up_on_a_small_interval():
-    # Ten steps: p50 is the 5th, p90 the 9th, p99 the ceil(9.9) = 10th.
+    # Ten steps: p10 is the 1st, p50 the 5th, p90 the 9th, p99 the
+    # ceil(9.9) = 10th.
     summary = _summary_of([float(v) for v in range(1, 11)])
+    assert summary["step_time/p10"] == 1.0
     assert summary["step_time/p50"] == 5.0
     assert summary["step_time/p90"] == 9.0
     assert summary["step_time/p99"] == 10.0
@@ -50,6 +53,7 @@ def test_a_call_of_k_steps_counts_as_k_steps_of_a_kth():
     times.add(16.0, steps=4)  # Four steps of 4 s.
     # Ten steps: six of 1 s, four of 4 s.
     assert times.summary() == {
+        "step_time/p10": 1.0,
         "step_time/p50": 1.0,
         "step_time/p90": 4.0,
         "step_time/p99": 4.0,
@@ -99,6 +103,7 @@ def test_fold_blocks_and_weights():
     values = [1.0] * 4 + [5.0] * 4 + [9.0, 10.0]
     summary = _summary_of(values, capacity=4)
     assert summary == {
+        "step_time/p10": 1.0,
         "step_time/p50": 5.0,
         "step_time/p90": 9.0,
         "step_time/p99": 10.0,
@@ -170,6 +175,7 @@ def test_clear_after_a_fold_restores_exact_mode():
     times.add(1.0)
     times.add(2.0)
     assert times.summary() == {
+        "step_time/p10": 1.0,
         "step_time/p50": 1.0,
         "step_time/p90": 2.0,
         "step_time/p99": 2.0,

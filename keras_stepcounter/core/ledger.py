@@ -18,16 +18,20 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-TOTAL_TAG = "goodput/total_secs"
-STARTUP_TAG = "goodput/startup_secs"
-STEP_TAG = "goodput/step_secs"
-EPOCH_BOUNDARY_TAG = "goodput/epoch_boundary_secs"
-RECORDER_TAG = "goodput/recorder_secs"
-OTHER_TAG = "goodput/other_secs"
-FRACTION_TAG = "goodput/fraction"
-RERUN_STEPS_TAG = "goodput/rerun_steps"
-# The buckets that add up to TOTAL_TAG, in the order they are written.
-BUCKET_TAGS = (STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, RECORDER_TAG, OTHER_TAG)
+from keras_stepcounter.core.tags import (
+    BUCKET_TAGS,
+    EPOCH_BOUNDARY_TAG,
+    FRACTION_TAG,
+    OTHER_TAG,
+    RECORDER_TAG,
+    RERUN_STEPS_TAG,
+    STALL_TAG,
+    STARTUP_TAG,
+    STEP_TAG,
+    TOTAL_TAG,
+)
+
+__all__ = ["BUCKET_TAGS", "RERUN_STEPS_TAG", "GoodputLedger", "rerun_steps", "summary_line"]
 
 _STARTUP, _STEPS, _BOUNDARY, _OTHER = (
     STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, OTHER_TAG,
@@ -147,6 +151,7 @@ class GoodputLedger:
                 STARTUP_TAG: self._secs[_STARTUP],
                 STEP_TAG: step_secs,
                 EPOCH_BOUNDARY_TAG: self._secs[_BOUNDARY],
+                STALL_TAG: 0.0,
                 RECORDER_TAG: self._recorder_secs,
                 OTHER_TAG: self._secs[_OTHER],
             }

@@ -12,8 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Optional
 
 from keras_stepcounter.core import checks as _checks
-
-DEFAULT_TAG = "global_step/sec"
+from keras_stepcounter.core.tags import DEFAULT_TAG
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional, Protocol, Tuple
 
-from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
+from keras_stepcounter.core.options import RecorderOptions
+from keras_stepcounter.core.tags import (
+    DEFAULT_TAG,
+    EXAMPLES_TAG,
+    MFU_TAG,
+    TIME_TO_FIRST_STEP_TAG,
+)
 from keras_stepcounter.core.timer import SecondOrStepTimer
 
 __all__ = [
@@ -26,10 +32,6 @@ __all__ = [
     "log_rate",
     "tf_logger",
 ]
-
-EXAMPLES_TAG = "examples/sec"
-TIME_TO_FIRST_STEP_TAG = "time_to_first_step"
-MFU_TAG = "mfu"
 
 # TensorFlow's own logger, by name: the v1 hook logged through it, and log
 # scrapers look for its lines. Naming it avoids importing TensorFlow here.

@@ -13,7 +13,8 @@ from typing import (
     Any, Callable, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar,
 )
 
-TIME_FRAC_PREFIX = "time_frac/"
+from keras_stepcounter.core.tags import TIME_FRAC_PREFIX
+
 DEFAULT_ITER_NAME = "input"
 
 T = TypeVar("T")

@@ -9,7 +9,8 @@ for `summary()` at a record and `clear()`s for the next interval.
 Percentiles are weighted nearest-rank: a call covering k steps in s seconds
 counts as k steps of s/k seconds each, and `pN` is the smallest per-step
 time t such that at least N% of the interval's steps took t or less. With
-100 steps of 1, 2, ..., 100 seconds, p50 is 50, p90 is 90 and p99 is 99.
+100 steps of 1, 2, ..., 100 seconds, p10 is 10, p50 is 50, p90 is 90 and
+p99 is 99.
 
 Memory is bounded. When one interval brings more calls than `capacity`
 (a long `every_n_secs`, fast steps), the full buffer is folded into a
@@ -35,13 +36,9 @@ import random
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from keras_stepcounter.core.checks import check_positive_int
+from keras_stepcounter.core.tags import MAX_TAG, STEP_TIME_PERCENTILES, STEP_TIME_TAGS
 
-P50_TAG = "step_time/p50"
-P90_TAG = "step_time/p90"
-P99_TAG = "step_time/p99"
-MAX_TAG = "step_time/max"
-STEP_TIME_TAGS = (P50_TAG, P90_TAG, P99_TAG, MAX_TAG)
-_PERCENTILES = ((P50_TAG, 50), (P90_TAG, 90), (P99_TAG, 99))
+__all__ = ["STEP_TIME_TAGS", "StepTimes"]
 _SEED = 20170  # Any fixed seed: the same input always gives the same sample.
 
 
@@ -62,7 +59,7 @@ class StepTimes:
         times.add(seconds)
     times.add(0.5, steps=2)  # One call covering 2 steps of 0.25 s.
     times.summary()
-    # {'step_time/p50': 0.25, 'step_time/p90': 1.0,
+    # {'step_time/p10': 0.25, 'step_time/p50': 0.25, 'step_time/p90': 1.0,
     #  'step_time/p99': 1.0, 'step_time/max': 1.0}
     times.clear()
     ```
@@ -111,7 +108,7 @@ class StepTimes:
         self._rng.seed(_SEED)
 
     def summary(self) -> Optional[Dict[str, float]]:
-        """`step_time/p50`, `/p90`, `/p99`, `/max` in seconds per step.
+        """`step_time/p10`, `/p50`, `/p90`, `/p99`, `/max` in seconds per step.
 
         Over the steps added since the last `clear()`; `None` when there
         are none.
@@ -195,13 +192,13 @@ def _block_weights(weights: List[int], size: int) -> List[int]:
 
 
 def _percentiles(values: List[float], weights: List[int]) -> Dict[str, float]:
-    """Weighted nearest-rank p50, p90, p99 (see the module docstring)."""
+    """Weighted nearest-rank p10, p50, p90, p99 (see the module docstring)."""
     if weights.count(weights[0]) == len(weights):
         # Equal weights (the usual case): ranks count samples; sort floats.
         ordered = sorted(values)
         total = len(ordered)
         return {
-            tag: ordered[_rank(percent, total) - 1] for tag, percent in _PERCENTILES
+            tag: ordered[_rank(percent, total) - 1] for tag, percent in STEP_TIME_PERCENTILES
         }
     samples = sorted(zip(values, weights))
     ordered = [value for value, _ in samples]
@@ -209,7 +206,7 @@ def _percentiles(values: List[float], weights: List[int]) -> Dict[str, float]:
     total = cumulative[-1]
     return {
         tag: ordered[bisect.bisect_left(cumulative, _rank(percent, total))]
-        for tag, percent in _PERCENTILES
+        for tag, percent in STEP_TIME_PERCENTILES
     }
 
 

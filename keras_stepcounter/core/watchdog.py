@@ -25,8 +25,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 from keras_stepcounter.core.checks import check_positive_number
 from keras_stepcounter.core.rates import tf_logger
-
-STALL_SECS_TAG = "stall_secs"
+from keras_stepcounter.core.tags import STALL_SECS_TAG
 AUTO = "auto"
 AUTO_FACTOR = 10.0  # "auto": this many typical steps...
 AUTO_MIN_SECS = 60.0  # ...but never less than this.

@@ -24,6 +24,7 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Sequence
 
+from keras_stepcounter.core.tags import DEFAULT_TAG, EXAMPLES_TAG
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.report import Report
 from keras_stepcounter.tools.stats import STALL_FRACTION
@@ -42,7 +43,7 @@ class PlotPathError(ValueError):
 
 
 def is_step_rate_tag(tag: str) -> bool:
-    return is_rate_tag(tag) and tag != "examples/sec"
+    return is_rate_tag(tag) and tag != EXAMPLES_TAG
 
 
 def require_matplotlib() -> Callable[..., Any]:
@@ -125,7 +126,7 @@ def _draw_rates(axes: Any, report: Report) -> Dict[str, Any]:
     stall_label = f"stall (< {STALL_FRACTION:g} x median)"
     for summary in plotted:
         label = summary.run
-        if summary.tag != "global_step/sec":
+        if summary.tag != DEFAULT_TAG:
             label = f"{summary.run} ({summary.tag})"
         records = report.runs[summary.run][summary.tag]
         [line] = axes.plot(*_points(records), marker=".", label=label)

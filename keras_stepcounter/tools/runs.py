@@ -33,7 +33,7 @@ from keras_stepcounter.tools.events import (
     is_event_file_name,
     read_event_file,
 )
-from keras_stepcounter.tools.tags import STALL_SECS, is_recorder_tag
+from keras_stepcounter.tools.tags import STALL_SECS_TAG, is_recorder_tag
 
 
 @dataclass
@@ -175,4 +175,4 @@ def _counts_for_order(tag: str) -> bool:
     out: it names the step where training resumed, which may be written
     once later steps are.
     """
-    return is_recorder_tag(tag) and tag != STALL_SECS
+    return is_recorder_tag(tag) and tag != STALL_SECS_TAG

@@ -23,18 +23,24 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.runs import Run
 from keras_stepcounter.tools.stats import finite, median, percentiles
+from keras_stepcounter.core.tags import BUCKET_TAGS, FRACTION_TAG, TOTAL_TAG
 from keras_stepcounter.tools.tags import (
     GOODPUT_PREFIX,
-    STALL_SECS,
+    RERUN_STEPS_TAG,
+    STALL_SECS_TAG,
     STEP_TIME_PREFIX,
     STEP_TIME_STATS,
     TIME_FRAC_PREFIX,
 )
 
+
+def _goodput_name(tag: str) -> str:
+    return tag[len(GOODPUT_PREFIX):]
+
+
 # The ledger's buckets in the order of a fit; together they make the total.
-BUCKETS = ("startup_secs", "step_secs", "epoch_boundary_secs", "recorder_secs",
-           "other_secs")
-TOTAL, FRACTION, RERUN_STEPS = "total_secs", "fraction", "rerun_steps"
+BUCKETS = tuple(_goodput_name(tag) for tag in BUCKET_TAGS)
+TOTAL, FRACTION = _goodput_name(TOTAL_TAG), _goodput_name(FRACTION_TAG)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def summarize_sections(runs: Sequence[Run]) -> Sections:
             found.step_times.append(step_time)
         found.recorded_stalls.extend(
             RecordedStall(run.name, r.step, r.value)
-            for r in run.scalars.get(STALL_SECS, [])
+            for r in run.scalars.get(STALL_SECS_TAG, [])
         )
         ledger = summarize_goodput(run.name, run.scalars)
         if ledger is not None:
@@ -155,13 +161,13 @@ def summarize_goodput(
     """The run's ledger, or None where no `goodput/*` is recorded."""
     by_step: Dict[int, Dict[str, float]] = {}
     for tag, records in scalars.items():
-        name = tag[len(GOODPUT_PREFIX):]
-        if tag.startswith(GOODPUT_PREFIX) and name != RERUN_STEPS:
+        name = _goodput_name(tag)
+        if tag.startswith(GOODPUT_PREFIX) and tag != RERUN_STEPS_TAG:
             for record in records:
                 by_step.setdefault(record.step, {})[name] = record.value
     reruns = [
         RerunSteps(r.step, int(r.value) if float(r.value).is_integer() else r.value)
-        for r in scalars.get(GOODPUT_PREFIX + RERUN_STEPS, [])
+        for r in scalars.get(RERUN_STEPS_TAG, [])
     ]
     if not by_step and not reruns:
         return None

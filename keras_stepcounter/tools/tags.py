@@ -1,21 +1,43 @@
-"""The tags the recorders write (SPEC section 2), as the report sorts them."""
+"""The tags the recorders write, as the report sorts them.
+
+The spellings live in `keras_stepcounter.core.tags`, beside the recorders
+that write them; this adds how the report groups and orders them.
+"""
 
 from __future__ import annotations
 
 from typing import Tuple
 
-RATE_SUFFIX = "/sec"
-EXTRA_TAGS = ("time_to_first_step", "mfu")
-STEP_TIME_PREFIX = "step_time/"
+from keras_stepcounter.core.tags import (
+    DEFAULT_TAG,
+    EXTRA_TAGS,
+    RATE_SUFFIX,
+    GOODPUT_PREFIX,
+    RERUN_STEPS_TAG,
+    STALL_SECS_TAG,
+    STEP_TIME_PREFIX,
+    TIME_FRAC_PREFIX,
+    is_rate_tag,
+    is_recorder_tag,
+)
+
+__all__ = [
+    "RATE_SUFFIX",
+    "EXTRA_TAGS",
+    "GOODPUT_PREFIX",
+    "RERUN_STEPS_TAG",
+    "STALL_SECS_TAG",
+    "STEP_TIME_PREFIX",
+    "STEP_TIME_STATS",
+    "TIME_FRAC_PREFIX",
+    "is_rate_tag",
+    "is_recorder_tag",
+    "is_reported_tag",
+    "tag_order",
+]
+
+# The step-time statistics the report's table shows, by tag suffix.
 STEP_TIME_STATS = ("p50", "p90", "p99", "max")
-STALL_SECS = "stall_secs"
-GOODPUT_PREFIX = "goodput/"
-TIME_FRAC_PREFIX = "time_frac/"
-
-
-def is_rate_tag(tag: str) -> bool:
-    """`global_step/sec`, `examples/sec`, the v1 hook's `<op name>/sec`, custom."""
-    return tag.endswith(RATE_SUFFIX)
 
 
 def is_reported_tag(tag: str) -> bool:
@@ -23,17 +45,8 @@ def is_reported_tag(tag: str) -> bool:
     return is_rate_tag(tag) or tag in EXTRA_TAGS
 
 
-def is_recorder_tag(tag: str) -> bool:
-    """Any tag a keras_stepcounter recorder writes (Keras's losses are not)."""
-    return (
-        is_reported_tag(tag)
-        or tag == STALL_SECS
-        or tag.startswith((STEP_TIME_PREFIX, GOODPUT_PREFIX, TIME_FRAC_PREFIX))
-    )
-
-
 def tag_order(tag: str) -> Tuple[int, str]:
     """`global_step/sec` first, then the other rates, then the extras."""
-    if tag == "global_step/sec":
+    if tag == DEFAULT_TAG:
         return (0, tag)
     return (1, tag) if is_rate_tag(tag) else (2, tag)

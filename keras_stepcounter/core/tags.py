@@ -1,0 +1,69 @@
+"""Every scalar tag the recorders write, spelled once (SPEC section 2).
+
+The recorders write these and the tools (report, plot, the TensorBoard
+layout) read them; both import them from here, so a tag cannot drift
+between the two. Plain strings, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+DEFAULT_TAG = "global_step/sec"
+RATE_SUFFIX = "/sec"
+EXAMPLES_TAG = "examples/sec"
+TIME_TO_FIRST_STEP_TAG = "time_to_first_step"
+MFU_TAG = "mfu"
+
+STEP_TIME_PREFIX = "step_time/"
+P10_TAG = STEP_TIME_PREFIX + "p10"
+P50_TAG = STEP_TIME_PREFIX + "p50"
+P90_TAG = STEP_TIME_PREFIX + "p90"
+P99_TAG = STEP_TIME_PREFIX + "p99"
+MAX_TAG = STEP_TIME_PREFIX + "max"
+# Percentile tags with their percentile, in the order they are written.
+STEP_TIME_PERCENTILES: Tuple[Tuple[str, int], ...] = (
+    (P10_TAG, 10), (P50_TAG, 50), (P90_TAG, 90), (P99_TAG, 99),
+)
+STEP_TIME_TAGS = tuple(tag for tag, _ in STEP_TIME_PERCENTILES) + (MAX_TAG,)
+
+STALL_SECS_TAG = "stall_secs"
+
+GOODPUT_PREFIX = "goodput/"
+TOTAL_TAG = GOODPUT_PREFIX + "total_secs"
+STARTUP_TAG = GOODPUT_PREFIX + "startup_secs"
+STEP_TAG = GOODPUT_PREFIX + "step_secs"
+EPOCH_BOUNDARY_TAG = GOODPUT_PREFIX + "epoch_boundary_secs"
+STALL_TAG = GOODPUT_PREFIX + "stall_secs"
+RECORDER_TAG = GOODPUT_PREFIX + "recorder_secs"
+OTHER_TAG = GOODPUT_PREFIX + "other_secs"
+FRACTION_TAG = GOODPUT_PREFIX + "fraction"
+RERUN_STEPS_TAG = GOODPUT_PREFIX + "rerun_steps"
+# The buckets that add up to TOTAL_TAG, in the order they are written.
+BUCKET_TAGS = (STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, STALL_TAG, RECORDER_TAG, OTHER_TAG)
+
+TIME_FRAC_PREFIX = "time_frac/"
+
+# Scalars beside the rates that the report summarises in its main table.
+EXTRA_TAGS = (TIME_TO_FIRST_STEP_TAG, MFU_TAG)
+
+
+def is_rate_tag(tag: str) -> bool:
+    """`global_step/sec`, `examples/sec`, the v1 hook's `<op name>/sec`, custom."""
+    return tag.endswith(RATE_SUFFIX)
+
+
+def is_recorder_tag(tag: str) -> bool:
+    """Any tag a keras_stepcounter recorder writes (Keras's losses are not)."""
+    return (
+        is_rate_tag(tag)
+        or tag in EXTRA_TAGS
+        or tag == STALL_SECS_TAG
+        or tag.startswith((STEP_TIME_PREFIX, GOODPUT_PREFIX, TIME_FRAC_PREFIX))
+    )
+
+
+def bucket_name(tag: str) -> str:
+    """`goodput/step_secs` -> `step`: a ledger bucket's name in tables."""
+    name = tag[len(GOODPUT_PREFIX):]
+    return name[: -len("_secs")] if name.endswith("_secs") else name
