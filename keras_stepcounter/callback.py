@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import tensorflow as tf
 
@@ -20,14 +22,34 @@ from keras_stepcounter._step_readers import (
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.custom_loops import CustomLoopMethods
 from keras_stepcounter.core.options import RecorderOptions
+from keras_stepcounter.core.ledger import RecordedSteps
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
 from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
 from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer
+from keras_stepcounter.writer.event_file import highest_own_step
 
 EPOCH_LOG_KEY = "steps_per_sec"
+
+# The clock of the counters made in this context: `time.perf_counter`, or
+# a fake one a test sets with `_counters_use_clock`. A test seam has no
+# place in the public signature.
+_NEW_COUNTER_CLOCK: "contextvars.ContextVar[Clock]" = contextvars.ContextVar(
+    "keras_stepcounter_clock", default=time.perf_counter
+)
+
+
+@contextlib.contextmanager
+def _counters_use_clock(clock: Clock) -> Iterator[None]:
+    """Counters made inside the block read `clock` (tests: a fake one)."""
+    _checks.check_callable("clock", clock, optional=False)
+    token = _NEW_COUNTER_CLOCK.set(clock)
+    try:
+        yield
+    finally:
+        _NEW_COUNTER_CLOCK.reset(token)
 
 
 class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
@@ -86,18 +108,20 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             interval, in seconds, from the batch-end clock reads (a call
             covering k batches counts as k steps of 1/k its time).
         stall_secs: Seconds without a step end after which a watchdog
-            thread logs one warning with the training thread's stack, or
-            `"auto"` (ten times the typical step time, at least 60 s).
-            When steps resume, `stall_secs` (the stall's length) is
-            written at that step. Epoch boundaries are not stalls.
+            thread logs one warning with the step training is at and the
+            training thread's stack, or `"auto"` (ten times the typical
+            step time, at least 60 s). When steps resume, `stall_secs`
+            (the stall's length, from the last step end before it to the
+            first after it) is written at that step. Epoch boundaries are
+            not stalls. The watchdog ends with its fit, also when the fit
+            raised.
         goodput: At the end of each `fit`, write where its time went:
             `goodput/total_secs`, `/startup_secs`, `/step_secs`,
-            `/epoch_boundary_secs`, `/recorder_secs`, `/other_secs` (they
-            add up to the total) and `/fraction`; and
-            `goodput/rerun_steps` when a fit starts below a step already
-            recorded in `output_dir`.
-        clock: Monotonic clock in seconds. Default `time.perf_counter`;
-            tests pass a fake one.
+            `/epoch_boundary_secs`, `/stall_secs`, `/recorder_secs`,
+            `/other_secs` (they add up to the total) and `/fraction`
+            (`step_secs / total_secs`); and `goodput/rerun_steps` when a
+            fit starts above step 0 and below the highest step this
+            counter's own records in `output_dir` hold.
 
     Example:
 
@@ -139,14 +163,15 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         step_time_stats: bool = False,
         stall_secs: Any = None,
         goodput: bool = False,
-        clock: Clock = time.perf_counter,
     ) -> None:
         super().__init__()
         self._settings = dict(locals())
         self._settings.pop("self")
         self._settings.pop("__class__", None)
         options = RecorderOptions.pick(self._settings)
-        _checks.check_callable("clock", clock, optional=False)
+        for name in ("pause_between_epochs", "epoch_logs", "step_time_stats", "goodput"):
+            _checks.check_bool(name, self._settings[name])
+        self._clock = clock = _NEW_COUNTER_CLOCK.get()
         stall_secs = check_stall_secs(stall_secs)
         check_summary_writer(summary_writer)
         self._step_source = None if step_source is None else step_source_reader(step_source)
@@ -157,7 +182,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             SecondOrStepTimer(options.every_n_secs, options.every_n_steps, clock), options
         )
         self._tag = tag
-        self._epoch_logs = bool(epoch_logs)
+        self._epoch_logs = epoch_logs
         # Last: it creates the directory, which a failed check would leave.
         self._output_dir = check_output_dir(output_dir)
         self._writer = ScalarWriter(self._output_dir, summary_writer)
@@ -167,10 +192,11 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             clock,
             count_fn=count_fn,
             time_to_first_step=options.time_to_first_step,
-            pause_between_epochs=bool(pause_between_epochs),
-            step_time_stats=bool(step_time_stats),
+            pause_between_epochs=pause_between_epochs,
+            step_time_stats=step_time_stats,
             stall_secs=stall_secs,
-            goodput=bool(goodput),
+            goodput=goodput,
+            recorded=RecordedSteps(self._highest_recorded_step),
         )
         # The per-batch call goes straight to the recorder: no extra frame
         # on the hot path (Keras calls instance attributes like methods),
@@ -233,7 +259,6 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
                 batches_per_call=batches_per_call,
                 steps_per_call=updates_per_call(batches_per_call, reader.calls_per_update),
                 calls_per_update=reader.calls_per_update,
-                highest_recorded=self._highest_recorded_step,
             )
         )
         if not is_chief(self.model):
@@ -242,26 +267,24 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         self._writer.open()
 
     def _highest_recorded_step(self) -> Optional[int]:
-        """The highest step of any record in `output_dir` (once per fit)."""
+        """The highest step in the counters' own event files in `output_dir`
+        (read once per counter, when a fit starts above step 0)."""
         if self._output_dir is None:
             return None
-        from keras_stepcounter.tools.events import read_scalars
-
         try:
-            scalars = read_scalars(self._output_dir)
+            return highest_own_step(self._output_dir)
         except Exception:  # A report's problem, not training's.
             return None
-        steps = [r.step for records in scalars.values() for r in records]
-        return max(steps, default=None)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "StepCounter":
         """A new counter with the same settings (tuners deep-copy callbacks).
 
-        The user's writer, step source, count_fn and clock are shared, not
-        copied: they are the user's objects. The copy has its own state and,
-        for `output_dir`, its own event file.
+        The user's writer, step source and count_fn are shared, not copied:
+        they are the user's objects. The copy has its own state and, for
+        `output_dir`, its own event file; it reads the same clock.
         """
         settings = dict(self._settings)
         for name in ("every_n_steps", "every_n_secs", "output_dir", "tag"):
             settings[name] = copy.deepcopy(settings[name], memo)
-        return type(self)(**settings)
+        with _counters_use_clock(self._clock):
+            return type(self)(**settings)

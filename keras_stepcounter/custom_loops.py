@@ -1,4 +1,5 @@
-"""The custom-loop half of `StepCounter`: `track()`, `step_done()`, timed blocks.
+"""The custom-loop half of `StepCounter`: `track()`, `step_done()`, `paused()`,
+timed blocks.
 
 For training loops written by hand (the Keras guide's "Writing a training
 loop from scratch"), without a `CallbackList`. `StepCounter` mixes these in;
@@ -17,7 +18,8 @@ Self = TypeVar("Self", bound="CustomLoopMethods")
 
 
 class CustomLoopMethods:
-    """`track()`, `step_done()`, `timed()` and `timed_iter()` of `StepCounter`.
+    """`track()`, `step_done()`, `paused()`, `timed()` and `timed_iter()` of
+    `StepCounter`.
 
     Example:
 
@@ -64,6 +66,35 @@ class CustomLoopMethods:
             yield self
         finally:
             self.on_train_end()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """A block that is not training (an evaluation inside `track()`).
+
+        From the end of the last step before it to the end of the block, the
+        clock pauses for every instrument: the rate, step times, time
+        fractions and the goodput ledger (as epoch-boundary time) leave it
+        out, and the stall watchdog never counts it as a stall. Outside a
+        run, or nested in another `paused()`, it does nothing.
+
+        Example:
+
+        ```python
+        with counter.track(optimizer.iterations):
+            for step, batch in enumerate(dataset):
+                train_step(batch)
+                counter.step_done()
+                if step % 1000 == 0:
+                    with counter.paused():
+                        evaluate(model)
+        ```
+        """
+        paused = self._recorder.pause_steps(epoch_end=False)
+        try:
+            yield
+        finally:
+            if paused:
+                self._recorder.begin_steps()
 
     def timed(self, name: str) -> ContextManager[None]:
         """A context manager timing a named block: `time_frac/<name>` at each

@@ -26,6 +26,16 @@ class FakeClock:
         self.now += seconds
 
 
+def counter_on(clock, **kwargs):
+    """A `StepCounter` that reads `clock` (its signature has no clock: a
+    test seam is not an argument)."""
+    import keras_stepcounter
+    from keras_stepcounter.callback import _counters_use_clock
+
+    with _counters_use_clock(clock):
+        return keras_stepcounter.StepCounter(**kwargs)
+
+
 @pytest.fixture
 def fake_clock():
     return FakeClock()

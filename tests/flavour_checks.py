@@ -26,7 +26,13 @@ if ON_TENSORFLOW:
     )
 
 import keras_stepcounter  # noqa: E402
+from keras_stepcounter.callback import _counters_use_clock  # noqa: E402
 from keras_stepcounter.tools.events import read_scalars  # noqa: E402
+
+
+def counter_on(clock, **kwargs):
+    with _counters_use_clock(clock):
+        return keras_stepcounter.StepCounter(**kwargs)
 
 keras = tf.keras
 rng = np.random.default_rng(0)
@@ -115,8 +121,7 @@ def flavour_checks():
     # Two epochs of 15 steps: the reads at steps 11 and 21 fall mid-epoch
     # (on JAX, before the state is written back to the variables).
     log_dir, clock = run_dir(), FakeClock()
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=log_dir, clock=clock, batch_size=4,
+    counter = counter_on(clock, every_n_steps=10, output_dir=log_dir, batch_size=4,
         flops_per_step=1e6, peak_flops_per_sec=1e8, time_to_first_step=True,
     )
     model = make_model()
@@ -134,8 +139,7 @@ def mirrored_checks():
         model.compile(optimizer="sgd", loss="mse")
     # Global batch 8 (4 per replica): 15 steps per epoch.
     log_dir, clock = run_dir(), FakeClock()
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=log_dir, clock=clock, batch_size=8
+    counter = counter_on(clock, every_n_steps=10, output_dir=log_dir, batch_size=8
     )
     fit(model, [Ticker(clock), counter], batch_size=8)
     results["batch_size"] = records(log_dir)
@@ -151,8 +155,7 @@ def mirrored_checks():
         return logs["examples"] * scale
 
     log_dir, clock = run_dir(), FakeClock()
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=5, output_dir=log_dir, clock=clock, count_fn=count_fn
+    counter = counter_on(clock, every_n_steps=5, output_dir=log_dir, count_fn=count_fn
     )
     fit(model, [Ticker(clock), counter], batch_size=8)
     results["count_fn"] = records(log_dir)

@@ -8,6 +8,7 @@ naming the argument; never a bare `AttributeError` from deep inside.
 import importlib
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Union
 
@@ -114,8 +115,14 @@ STEP_COUNTER_CASES = [
     Case("peak_flops_negative", dict(peak_flops_per_sec=-1.0), ValueError,
          "peak_flops_per_sec"),
     Case("count_fn_not_callable", dict(count_fn="len"), TypeError, "count_fn"),
-    Case("clock_not_callable", dict(clock=0.0), TypeError, "clock"),
-    Case("clock_none", dict(clock=None), TypeError, "clock"),
+    Case("clock_is_no_argument", dict(clock=time.perf_counter), TypeError, "clock"),
+    Case("goodput_string", dict(goodput="no"), TypeError, "goodput must be True or False"),
+    Case("step_time_stats_int", dict(step_time_stats=1), TypeError, "step_time_stats"),
+    Case("epoch_logs_none", dict(epoch_logs=None), TypeError, "epoch_logs"),
+    Case("pause_between_epochs_str", dict(pause_between_epochs="False"), TypeError,
+         "pause_between_epochs"),
+    Case("time_to_first_step_int", dict(time_to_first_step=0), TypeError,
+         "time_to_first_step"),
     Case("steps_per_call_zero", dict(steps_per_call=0), ValueError, "steps_per_call"),
     Case("steps_per_call_float", dict(steps_per_call=2.0), TypeError, "steps_per_call"),
     Case("step_source_string", dict(step_source="iterations"), TypeError, "step_source"),

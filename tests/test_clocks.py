@@ -6,14 +6,17 @@ import time
 
 import pytest
 import tensorflow as tf
-from conftest import steps_of, values_of
+from conftest import counter_on, steps_of, values_of
 
 import keras_stepcounter
 
 
-def test_default_clock_is_monotonic():
-    clock = inspect.signature(keras_stepcounter.StepCounter).parameters["clock"]
-    assert clock.default is time.perf_counter
+def test_default_clock_is_monotonic_and_not_an_argument(tmp_path):
+    assert "clock" not in inspect.signature(keras_stepcounter.StepCounter).parameters
+    counter = keras_stepcounter.StepCounter(output_dir=str(tmp_path))
+    assert counter._clock is time.perf_counter
+    with pytest.raises(TypeError, match="clock"):
+        keras_stepcounter.StepCounter(clock=time.monotonic)
 
 
 def test_wall_clock_jumps_change_no_recorded_rate(
@@ -56,8 +59,7 @@ def test_wall_clock_jumps_change_no_recorded_rate(
 
 def test_triggers_at_the_same_instant_record_nothing(tmp_path, fake_clock, tf_log):
     step = tf.Variable(0, dtype=tf.int64)
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=1, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=1, output_dir=str(tmp_path)
     )
     with counter.track(step):
         for _ in range(5):  # Five steps, not a tick of the clock.
@@ -75,8 +77,7 @@ def test_triggers_at_the_same_instant_record_nothing(tmp_path, fake_clock, tf_lo
 
 def test_fit_on_a_frozen_clock_records_nothing(make_model, tiny_data, tmp_path, fake_clock):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     history = make_model().fit(
         x, y, batch_size=4, epochs=2, verbose=0, callbacks=[counter]

@@ -18,6 +18,7 @@ from tensorflow.python.training import basic_session_run_hooks
 
 import keras_stepcounter
 from keras_stepcounter.compat import v1
+from keras_stepcounter.compat.v1 import timer as v1_timer
 from keras_stepcounter.tools.events import read_scalars
 
 Oracle = tf.compat.v1.train.StepCounterHook
@@ -64,20 +65,20 @@ def steps(recs):
     return [step for step, _ in recs]
 
 
-def both_hooks(tmp_path, clock=None, **kwargs):
+def both_hooks(tmp_path, **kwargs):
     """The oracle and ours, same arguments, each with its own directory."""
-    extra = {} if clock is None else {"clock": clock}
     oracle = Oracle(output_dir=str(tmp_path / "oracle"), **kwargs)
-    ours = v1.StepCounterHook(output_dir=str(tmp_path / "ours"), **kwargs, **extra)
+    ours = v1.StepCounterHook(output_dir=str(tmp_path / "ours"), **kwargs)
     return oracle, ours
 
 
 @pytest.fixture
 def oracle_clock(monkeypatch, fake_clock):
-    """Makes the oracle's timer read `fake_clock` instead of `time.time`."""
-    monkeypatch.setattr(
-        basic_session_run_hooks, "time", types.SimpleNamespace(time=fake_clock)
-    )
+    """Makes both hooks' timers read `fake_clock` instead of `time.time`
+    (each looks `time.time` up in its module when called)."""
+    fake_time = types.SimpleNamespace(time=fake_clock)
+    monkeypatch.setattr(basic_session_run_hooks, "time", fake_time)
+    monkeypatch.setattr(v1_timer, "time", fake_time)
     return fake_clock
 
 
@@ -168,7 +169,7 @@ def test_every_n_steps_same_steps_tag_and_rates(tmp_path, split_log):
 
 
 def test_fake_clock_gives_identical_records_and_log_lines(tmp_path, oracle_clock, split_log):
-    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=4)
+    oracle, ours = both_hooks(tmp_path, every_n_steps=4)
     run_session([oracle, ours], 13, before_each_run=lambda i: oracle_clock.advance(0.5))
 
     assert records(tmp_path / "ours") == oracle_records(tmp_path / "oracle")
@@ -189,7 +190,7 @@ def test_every_n_secs_real_sleeps_same_steps(tmp_path):
 
 
 def test_every_n_secs_fake_clock_same_records(tmp_path, oracle_clock):
-    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=None,
+    oracle, ours = both_hooks(tmp_path, every_n_steps=None,
                               every_n_secs=1.0)
     advances = [0.25] * 8 + [0.75, 0.5, 2.0, 0.125, 0.125, 0.5, 0.25]
     run_session([oracle, ours], len(advances),
@@ -206,7 +207,7 @@ def test_every_n_secs_fake_clock_same_records(tmp_path, oracle_clock):
     [(5, 10, [15, 25]), (5, 5, [10, 15, 20, 25]), (10, 5, [20, 30, 40, 50])],
 )
 def test_steps_per_run(tmp_path, oracle_clock, steps_per_run, every_n_steps, expected):
-    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=every_n_steps)
+    oracle, ours = both_hooks(tmp_path, every_n_steps=every_n_steps)
     for hook in (oracle, ours):
         hook._set_steps_per_run(steps_per_run)
     run_session([oracle, ours], 5, steps_per_run=steps_per_run,
@@ -379,8 +380,7 @@ def test_writing_is_not_charged_to_the_next_interval(oracle_clock):
     writers = {"oracle": SlowWriter(oracle_clock), "ours": SlowWriter(oracle_clock)}
     run_session([Oracle(every_n_steps=4, summary_writer=writers["oracle"])], 13,
                 before_each_run=lambda i: oracle_clock.advance(0.5))
-    run_session([v1.StepCounterHook(every_n_steps=4, summary_writer=writers["ours"],
-                                    clock=oracle_clock)], 13,
+    run_session([v1.StepCounterHook(every_n_steps=4, summary_writer=writers["ours"])], 13,
                 before_each_run=lambda i: oracle_clock.advance(0.5))
     # 4 steps in 2 s; the oracle adds its 1 s write to the next interval.
     assert writers["oracle"].records == [(5, 2.0), (9, 1.3333), (13, 1.3333)]
@@ -389,7 +389,7 @@ def test_writing_is_not_charged_to_the_next_interval(oracle_clock):
 
 def test_zero_interval_records_nothing_where_oracle_records_inf(tmp_path, oracle_clock):
     # The fake clock never moves: no time elapses between triggers.
-    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=2)
+    oracle, ours = both_hooks(tmp_path, every_n_steps=2)
     with pytest.warns(RuntimeWarning, match="divide by zero"):  # numpy, in the oracle
         run_session([oracle, ours], 5)
     assert oracle_records(tmp_path / "oracle") == [(3, math.inf), (5, math.inf)]
@@ -404,7 +404,7 @@ def went_back_warnings(messages):
 def test_step_going_back_records_nothing_where_oracle_records_negative(
         tmp_path, oracle_clock, split_log):
     # A global step that goes back one step a run while every_n_secs fires.
-    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=None,
+    oracle, ours = both_hooks(tmp_path, every_n_steps=None,
                               every_n_secs=1.0)
     run_session([oracle, ours], 5, steps_per_run=-1,
                 before_each_run=lambda i: oracle_clock.advance(0.5))
@@ -424,7 +424,7 @@ def test_step_going_back_with_every_n_steps_starts_a_new_baseline(
     # 25 runs, then the step is set back to 0 (a restore) and 35 runs more,
     # one fake second each. v1 waits for the step to pass its old baseline
     # (21) and then records 10 steps over 35 s; ours starts again at once.
-    oracle, ours = both_hooks(tmp_path, clock=oracle_clock, every_n_steps=10)
+    oracle, ours = both_hooks(tmp_path, every_n_steps=10)
     with tf.Graph().as_default():
         step = default_global_step()
         with tf.control_dependencies([v1.global_step_read()]):

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from conftest import FakeClock, steps_of
 from test_compat_v1 import run_session
 
 import keras_stepcounter
+from keras_stepcounter.callback import _counters_use_clock
 from keras_stepcounter.compat import v1
+from keras_stepcounter.compat.v1 import timer as v1_timer
 from keras_stepcounter.tools.events import read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,15 +49,17 @@ def test_from_our_hook_same_steps_as_the_hook(make_model, tiny_data, tmp_path):
 
 
 def test_from_tensorflows_hook_every_n_secs(make_model, tiny_data, tmp_path, keras,
-                                            fake_clock):
+                                            fake_clock, monkeypatch):
     session_clock = FakeClock()
-    hook = v1.StepCounterHook(every_n_steps=None, every_n_secs=1.0, clock=session_clock,
+    monkeypatch.setattr(v1_timer, "time", types.SimpleNamespace(time=session_clock))
+    hook = v1.StepCounterHook(every_n_steps=None, every_n_secs=1.0,
                               output_dir=str(tmp_path / "hook"))
     run_session([hook], 30, before_each_run=lambda i: session_clock.advance(0.25))
 
     tf_hook = tf.compat.v1.train.StepCounterHook(
         every_n_steps=None, every_n_secs=1.0, output_dir=str(tmp_path / "fit"))
-    counter = v1.to_step_counter(tf_hook, clock=fake_clock)
+    with _counters_use_clock(fake_clock):
+        counter = v1.to_step_counter(tf_hook)
     fit_30_batches(make_model, tiny_data, counter,
                    callbacks_before=[ticker(keras, fake_clock, 0.25)])
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from keras_stepcounter.core.checks import V1_EXACTLY_ONE
+
 import keras_stepcounter.core
 from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.rates import interval_scalars
@@ -71,7 +73,7 @@ def test_each_check_names_the_argument(kwargs, error, message):
 
 def test_values_are_normalized_and_frozen():
     options = RecorderOptions(every_n_steps=None, every_n_secs=2, flops_per_step=4,
-                              peak_flops_per_sec=8, time_to_first_step=1)
+                              peak_flops_per_sec=8, time_to_first_step=True)
     assert options.every_n_secs == 2.0 and isinstance(options.every_n_secs, float)
     assert options.mfu_per_step_rate == 0.5
     assert options.time_to_first_step is True
@@ -92,8 +94,33 @@ def test_recorders_fail_with_the_options_message(recorder, kwargs):
         cls = getattr(cls, part)
     with pytest.raises(ValueError) as expected:
         RecorderOptions(**kwargs)
-    with pytest.raises(ValueError, match=f"^{re.escape(str(expected.value))}$"):
+    message = str(expected.value)
+    if recorder == "compat.v1.StepCounterHook" and message.startswith(V1_EXACTLY_ONE):
+        message = V1_EXACTLY_ONE  # TF's hook says exactly this; so does ours.
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, given",
+    [
+        (dict(every_n_secs=-1), "Got every_n_steps=100 and every_n_secs=-1"),
+        (dict(every_n_steps=10, every_n_secs=5), "Got every_n_steps=10 and every_n_secs=5"),
+        (dict(every_n_steps=None), "Got neither"),
+    ],
+)
+def test_exactly_one_error_says_what_was_given_and_what_to_pass(kwargs, given):
+    with pytest.raises(ValueError) as error:
+        RecorderOptions(**kwargs)
+    message = str(error.value)
+    assert message.startswith(V1_EXACTLY_ONE + " " + given)
+    assert "every_n_steps=None" in message and "every_n_secs=S" in message
+
+
+@pytest.mark.parametrize("value", [1, 0, "no", "yes", None, 1.0])
+def test_on_off_option_is_a_bool_or_a_type_error(value):
+    with pytest.raises(TypeError, match=f"^time_to_first_step must be True or False, got {re.escape(repr(value))}"):
+        RecorderOptions(time_to_first_step=value)
 
 
 # interval_scalars: one formula. ---------------------------------------------------

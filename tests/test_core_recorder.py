@@ -1,5 +1,5 @@
 """The framework-free recorder and its parts, on a fake clock and fake steps:
-`ReadSchedule`, `StepStretches`, `StepReads`, `Recorder` (no TensorFlow)."""
+`ReadSchedule`, `StepReads`, `Recorder` (no TensorFlow)."""
 
 import logging
 import math
@@ -14,7 +14,6 @@ from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.schedule import ReadSchedule
 from keras_stepcounter.core.step_reads import StepReads
-from keras_stepcounter.core.stretches import StepStretches
 from keras_stepcounter.core.timer import SecondOrStepTimer
 
 
@@ -72,22 +71,6 @@ def test_schedule_by_time_reads_from_the_deadline():
 
 
 # StepStretches. ---------------------------------------------------------------
-
-
-def test_stretches_return_the_pause_to_leave_out_and_their_rate():
-    stretches = StepStretches(pause_between_epochs=True)
-    assert stretches.begin(0.0, 0) == 0.0
-    stretches.pause(10.0)
-    assert stretches.rate(100, 10.0) == 10.0
-    assert stretches.begin(12.5, 100) == 2.5
-    assert stretches.rate(100, 13.0) is None  # No step taken.
-
-
-def test_stretches_without_pausing_leave_nothing_out():
-    stretches = StepStretches(pause_between_epochs=False)
-    stretches.begin(0.0, 0)
-    stretches.pause(10.0)
-    assert stretches.begin(12.5, 100) == 0.0
 
 
 # StepReads. -------------------------------------------------------------------
@@ -210,3 +193,164 @@ def test_recorder_outside_a_run_raises_and_idle_costs_nothing(fake_clock):
     recorder.begin_steps()
     run_batches(recorder, steps, fake_clock, 50)
     assert steps.reads == [] and recorder.idle
+
+
+# One timeline: every instrument tells the same story. ------------------------
+
+
+def test_a_record_spanning_an_epoch_end_reads_like_its_neighbours(fake_clock):
+    recorder, sink = make_recorder(fake_clock, step_time_stats=True, goodput=True)
+    steps = Steps()
+    recorder.begin_run(RunSource(read=steps))
+    rates = []
+    for _ in range(2):  # Epochs of 15 steps of 0.25 s.
+        recorder.begin_steps()
+        run_batches(recorder, steps, fake_clock, 15)
+        fake_clock.advance(0.5)  # Keras's own work after the last batch...
+        recorder.pause_steps()  # ...before the first epoch-end hook.
+        rates.append(recorder.stretch_rate)
+        fake_clock.advance(100.0)  # Validation.
+    recorder.end_run()
+    records = [(step, s) for step, s in sink.records if "global_step/sec" in s]
+    assert [step for step, _ in records] == [11, 21]
+    for _, scalars in records:
+        assert scalars["global_step/sec"] == 4.0
+        assert scalars["step_time/max"] == scalars["step_time/p10"] == 0.25
+    assert rates == [4.0, 4.0]  # The first leaves out startup (step 1).
+    ledger = sink.records[-1][1]
+    assert ledger["goodput/epoch_boundary_secs"] == 2 * 100.5
+    assert ledger["goodput/step_secs"] == 29 * 0.25
+    assert ledger["goodput/stall_secs"] == 0.0
+
+
+def test_without_epoch_pauses_the_boundary_is_steps_for_all(fake_clock):
+    recorder, sink = make_recorder(fake_clock, goodput=True, pause_between_epochs=False)
+    steps = Steps()
+    recorder.begin_run(RunSource(read=steps))
+    for _ in range(2):
+        recorder.begin_steps()
+        run_batches(recorder, steps, fake_clock, 15)
+        recorder.pause_steps()
+        fake_clock.advance(2.5)
+    recorder.end_run()
+    rates = {step: s["global_step/sec"] for step, s in sink.records if "global_step/sec" in s}
+    assert rates == {11: 4.0, 21: 10 / (10 * 0.25 + 2.5)}
+    ledger = sink.records[-1][1]
+    assert ledger["goodput/epoch_boundary_secs"] == 0.0
+    assert ledger["goodput/step_secs"] == 29 * 0.25 + 2 * 2.5
+
+
+def _stall_recorder(clock, steps, **kwargs):
+    recorder, sink = make_recorder(clock, stall_secs=1.0, step_time_stats=True,
+                                   goodput=True, **kwargs)
+    recorder.begin_run(RunSource(read=steps))
+    recorder.begin_steps()
+    run_batches(recorder, steps, clock, 1)
+    watchdog = recorder.instruments.watchdog
+    watchdog.stop()  # The test plays the watchdog's thread: poll() by hand.
+    return recorder, sink, watchdog
+
+
+def test_a_stall_ends_at_the_next_batch_and_every_instrument_agrees(fake_clock, tf_log):
+    steps = Steps()
+    recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
+    run_batches(recorder, steps, fake_clock, 4)  # Steps 2..5; no read due.
+    fake_clock.advance(5.0)  # A hang after step 5's end...
+    assert watchdog.poll()
+    assert "training is at global step about 5 (step 1 read, and 4 batch calls since)" in (
+        tf_log.messages[-1][1])
+    run_batches(recorder, steps, fake_clock, 1)  # ...ended by step 6's end.
+    assert sink.records[0] == (6, {"stall_secs": 5.25})  # Read at once, not at 11.
+    run_batches(recorder, steps, fake_clock, 5)
+    recorder.end_run()
+    [record] = [s for step, s in sink.records if step == 11 and "global_step/sec" in s]
+    assert record["global_step/sec"] == 10 / (10 * 0.25 + 5.0)  # The hang slows it...
+    assert record["step_time/max"] == 5.25  # ...and shows as the slowest step.
+    ledger = sink.records[-1][1]
+    assert ledger["goodput/stall_secs"] == 5.25  # The ledger books it apart.
+    assert ledger["goodput/step_secs"] == 9 * 0.25
+
+
+def test_a_hang_in_the_counters_own_read_is_a_stall_to_the_next_step_end(fake_clock):
+    steps = Steps()
+    recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
+
+    def slow_read():
+        if steps.step == 11:  # The record's read hangs; the thread fires.
+            fake_clock.advance(5.0)
+            watchdog.poll()
+        return steps()
+
+    recorder._reads.start(slow_read)
+    run_batches(recorder, steps, fake_clock, 10)  # Through step 11.
+    assert watchdog.pending  # Not ended by the end of the step it hung after.
+    reads_before = len(steps.reads)
+    run_batches(recorder, steps, fake_clock, 1)  # Step 12 ends it.
+    assert len(steps.reads) == reads_before + 1  # The schedule did not hide it.
+    assert (12, {"stall_secs": 5.25}) in sink.records
+    recorder.end_run()
+    assert sink.records[-1][1]["goodput/stall_secs"] == 5.25
+    assert sink.records[-1][1]["goodput/recorder_secs"] == 0.0
+
+
+def test_the_watchdogs_request_survives_a_read_it_races(fake_clock):
+    steps = Steps()
+    recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
+    # The thread's request lands while the training thread computes the
+    # next read's schedule (between the read and the deadline's store).
+    real_next_read = recorder._schedule.next_read
+
+    def next_read_with_a_race(*args):
+        fake_clock.advance(2.0)
+        watchdog.poll()
+        return real_next_read(*args)
+
+    recorder._schedule.next_read = next_read_with_a_race
+    run_batches(recorder, steps, fake_clock, 10)  # The read at 11 races.
+    recorder._schedule.next_read = real_next_read
+    run_batches(recorder, steps, fake_clock, 1)
+    assert steps.reads[-1] == 12  # Read at once, not at step 21.
+
+
+def test_a_paused_block_is_left_out_and_never_a_stall(fake_clock, tf_log):
+    steps = Steps()
+    recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
+    run_batches(recorder, steps, fake_clock, 5)
+    assert recorder.pause_steps(epoch_end=False)
+    assert not recorder.pause_steps(epoch_end=False)  # Nested: nothing.
+    fake_clock.advance(100.0)  # An evaluation.
+    assert not watchdog.poll()
+    recorder.begin_steps()
+    run_batches(recorder, steps, fake_clock, 15)
+    recorder.end_run()
+    assert [s["global_step/sec"] for _, s in sink.records if "global_step/sec" in s] == [4.0, 4.0]
+    assert sink.records[-1][1]["goodput/epoch_boundary_secs"] == 100.0
+    assert not [m for _, m in tf_log.messages if "no training step" in m]
+
+
+def test_a_stall_that_runs_into_an_epoch_end_is_boundary_time(fake_clock, tf_log):
+    steps = Steps()
+    recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
+    fake_clock.advance(3.0)  # A callback's epoch-end work after the last batch.
+    assert watchdog.poll()
+    recorder.pause_steps()
+    recorder.end_run()
+    assert not any("stall_secs" in s and len(s) == 1 for _, s in sink.records)
+    assert sink.records[-1][1]["goodput/stall_secs"] == 0.0
+    assert sink.records[-1][1]["goodput/epoch_boundary_secs"] == 3.0
+    assert "it is counted as epoch-boundary time, not as a stall" in tf_log.messages[-2][1]
+
+
+def test_examples_of_an_applied_update_with_gradient_accumulation(fake_clock):
+    sink = ListSink()
+    rates = RateTracker(SecondOrStepTimer(every_steps=5, clock=fake_clock), batch_size=8)
+    recorder = Recorder(rates, sink, fake_clock)
+    calls = Steps()
+    # Two batch calls per update: the step moves every second call.
+    recorder.begin_run(RunSource(read=lambda: calls.step // 2, calls_per_update=2))
+    recorder.begin_steps()
+    run_batches(recorder, calls, fake_clock, 12)
+    # Baseline: step 0 at the first call's end; step 5 at the 10th's.
+    ((step, scalars),) = sink.records
+    assert step == 5 and scalars["global_step/sec"] == 5 / (9 * 0.25)
+    assert scalars["examples/sec"] == scalars["global_step/sec"] * 8 * 2  # 16 an update.

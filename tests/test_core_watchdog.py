@@ -41,14 +41,15 @@ class Progress:
         self.stalls_flagged += 1
 
 
-def _watchdog(progress, stall_secs, clock=time.perf_counter, typical=None):
+def _watchdog(progress, stall_secs, clock=time.perf_counter, typical=None, **kwargs):
     return StallWatchdog(
         stall_secs,
-        last_progress=lambda: progress.time,
-        last_step=lambda: progress.step,
+        progress=lambda: progress.time,
+        step_text=lambda: f"training is at global step {progress.step}",
         typical_step_secs=lambda: typical,
         on_stall=progress.flag,
         clock=clock,
+        **kwargs,
     )
 
 
@@ -66,31 +67,66 @@ def test_poll_reports_once_per_stall(fake_clock, tf_log):
     assert not watchdog.poll()  # The same stall: no second warning.
     assert progress.stalls_flagged == 1
     [warning] = _warnings(tf_log)
-    assert "for 10.0 s" in warning and "last global step read: 7" in warning
+    assert warning.startswith("keras_stepcounter: no training step has ended for 10.0 s "
+                              "(stall_secs: 10.0); training is at global step 7.")
 
 
-def test_end_stall_gives_the_length_once(fake_clock, tf_log):
+def test_take_stall_gives_the_start_once(fake_clock, tf_log):
     progress = Progress(fake_clock(), step=7)
     watchdog = _watchdog(progress, 10, clock=fake_clock)
-    assert watchdog.end_stall(fake_clock(), 7) is None  # No stall yet.
+    assert watchdog.take_stall(fake_clock()) is None and not watchdog.pending
     start = fake_clock()
     fake_clock.advance(12)
     watchdog.poll()
+    assert watchdog.pending
     fake_clock.advance(3)
-    progress.time, progress.step = fake_clock(), 8
-    assert watchdog.end_stall(fake_clock(), 8) == fake_clock() - start == 15
-    assert watchdog.end_stall(fake_clock(), 8) is None
+    assert watchdog.take_stall(fake_clock()) == start
+    assert watchdog.take_stall(fake_clock()) is None and not watchdog.pending
+    watchdog.log_resumed(15.0, 8)
     [info] = _infos(tf_log)
-    assert "resumed after a 15.0 s stall, at global step 8" in info
+    assert info == "keras_stepcounter: training resumed after a 15.0 s stall, at global step 8."
 
 
-def test_end_stall_step_defaults_to_last_step(fake_clock, tf_log):
-    progress = Progress(fake_clock(), step=3)
+def test_a_stall_in_the_counters_own_work_ends_at_the_next_step_end(fake_clock):
+    # The counter's read after the batch that ended at `start` hangs: the
+    # watchdog finds it meanwhile; the end of that very batch ends nothing.
+    progress = Progress(fake_clock())
+    start = fake_clock()
+    watchdog = _watchdog(progress, 1, clock=fake_clock)
+    fake_clock.advance(5)
+    watchdog.poll()
+    assert watchdog.take_stall(start) is None and watchdog.pending
+    assert watchdog.take_stall(start + 6) == start
+
+
+def test_cancel_stall_forgets_it(fake_clock):
+    progress = Progress(fake_clock())
     watchdog = _watchdog(progress, 1, clock=fake_clock)
     fake_clock.advance(2)
     watchdog.poll()
-    assert watchdog.end_stall(fake_clock()) == 2
-    assert "at global step 3" in _infos(tf_log)[0]
+    assert watchdog.cancel_stall() == progress.time
+    assert not watchdog.pending and watchdog.cancel_stall() is None
+
+
+def test_silent_watchdog_finds_stalls_without_a_word(fake_clock, tf_log):
+    progress = Progress(fake_clock())
+    watchdog = _watchdog(progress, 1, clock=fake_clock, warn=False)
+    fake_clock.advance(2)
+    assert watchdog.poll() and watchdog.pending and progress.stalls_flagged == 1
+    watchdog.log_resumed(2.0, 3)
+    assert tf_log.messages == []
+
+
+def test_the_process_is_named_in_both_lines(fake_clock, tf_log):
+    progress = Progress(fake_clock(), step=5)
+    watchdog = _watchdog(progress, 1, clock=fake_clock, process="JAX process 1 of 2")
+    fake_clock.advance(2)
+    watchdog.poll()
+    watchdog.log_resumed(2.0, 6)
+    assert _warnings(tf_log)[0].startswith(
+        "keras_stepcounter (JAX process 1 of 2): no training step has ended")
+    assert _infos(tf_log)[0].startswith(
+        "keras_stepcounter (JAX process 1 of 2): training resumed")
 
 
 def test_a_new_stall_after_progress_is_reported_again(fake_clock, tf_log):
@@ -99,7 +135,7 @@ def test_a_new_stall_after_progress_is_reported_again(fake_clock, tf_log):
     fake_clock.advance(6)
     assert watchdog.poll()
     progress.time = fake_clock()
-    watchdog.end_stall(fake_clock())
+    watchdog.take_stall(fake_clock())
     fake_clock.advance(6)
     assert watchdog.poll()
     assert len(_warnings(tf_log)) == 2
@@ -127,8 +163,8 @@ def test_auto_threshold(typical, threshold):
 def test_auto_follows_the_typical_time(fake_clock):
     typical = {"secs": 1.0}
     watchdog = StallWatchdog(
-        "auto", last_progress=fake_clock, last_step=lambda: 0,
-        typical_step_secs=lambda: typical["secs"], clock=fake_clock,
+        "auto", progress=fake_clock, typical_step_secs=lambda: typical["secs"],
+        clock=fake_clock,
     )
     assert watchdog.threshold_secs() == 60.0
     typical["secs"] = 30.0
@@ -137,9 +173,9 @@ def test_auto_follows_the_typical_time(fake_clock):
 
 @pytest.mark.parametrize(
     "stall_secs, wake",
-    [(0.1, MIN_WAKE_SECS), (2.0, 0.5), (1000.0, MAX_WAKE_SECS)],
+    [(0.1, MIN_WAKE_SECS), (2.0, 0.2), (1000.0, MAX_WAKE_SECS)],
 )
-def test_wake_is_a_bounded_quarter(stall_secs, wake):
+def test_wake_is_a_bounded_tenth(stall_secs, wake):
     assert _watchdog(Progress(0.0), stall_secs).wake_secs() == wake
 
 
@@ -180,22 +216,21 @@ def test_a_hang_gives_one_warning_with_the_training_stack(tf_log):
     try:
         blocked_in_a_recognisable_function(1.5)
         now = progress.time = time.perf_counter()
-        stall = watchdog.end_stall(now, step=43)
+        start = watchdog.take_stall(now)
     finally:
         watchdog.stop()
     [warning] = _warnings(tf_log)
-    assert "last global step read: 42" in warning
+    assert "training is at global step 42" in warning
     assert "blocked_in_a_recognisable_function" in warning
     assert "time.sleep(seconds)" in warning  # The line it is stuck in.
     assert progress.stalls_flagged == 1
-    assert 1.4 <= stall <= 2.5
-    assert any("at global step 43" in m for m in _infos(tf_log))
+    assert 1.5 <= now - start <= 3.0
     assert _watchdog_threads() == []
 
 
 def test_steady_progress_gives_no_warning(tf_log):
     progress = Progress(time.perf_counter())
-    watchdog = _watchdog(progress, 1.0)  # Wakes every 0.25 s.
+    watchdog = _watchdog(progress, 1.0)  # Wakes every 0.1 s.
     watchdog.start(threading.get_ident())
     try:
         end = time.perf_counter() + 1.2
@@ -220,7 +255,7 @@ def test_paused_gives_no_warning_in_real_time(tf_log):
 
 
 def test_stop_returns_without_waiting_for_the_wake():
-    watchdog = _watchdog(Progress(None), 1000.0)  # Wakes every 15 s.
+    watchdog = _watchdog(Progress(None), 1000.0)  # Wakes every second.
     watchdog.start(threading.get_ident())
     assert watchdog.running and len(_watchdog_threads()) == 1
     began = time.perf_counter()
@@ -253,7 +288,7 @@ def test_a_failing_callable_stops_the_watchdog_with_a_warning(tf_log):
     def broken():
         raise RuntimeError("boom")
 
-    watchdog = StallWatchdog(0.2, last_progress=broken, last_step=lambda: 0)
+    watchdog = StallWatchdog(0.2, progress=broken)
     watchdog.start(threading.get_ident())
     try:
         deadline = time.perf_counter() + 5
@@ -294,3 +329,77 @@ def test_the_watchdog_ends_when_the_training_thread_ends(tf_log):
         watchdog.stop()
     assert _watchdog_threads() == []
     assert _warnings(tf_log) == []
+
+
+# The watchdog belongs to its run. ------------------------------------------
+
+
+def _run_that_returns():
+    """Plays `fit`: the run's frame, gone from the stack once it returns."""
+    import sys
+
+    return sys._getframe()
+
+
+def test_the_thread_ends_quietly_once_the_runs_frame_left_the_stack(tf_log):
+    progress = Progress(time.perf_counter())
+    watchdog = _watchdog(progress, 0.2)
+    watchdog.start(threading.get_ident(), anchor=_run_that_returns())
+    try:
+        time.sleep(MAX_WAKE_SECS * 2 + 0.5)  # An idle interpreter, no steps.
+        assert not watchdog.running
+    finally:
+        watchdog.stop()
+    assert _warnings(tf_log) == [] and _watchdog_threads() == []
+
+
+def test_a_run_whose_frame_is_on_the_stack_is_watched(tf_log):
+    import sys
+
+    progress = Progress(time.perf_counter(), step=3)
+    watchdog = _watchdog(progress, 0.2)
+    watchdog.start(threading.get_ident(), anchor=sys._getframe())
+    try:
+        blocked_in_a_recognisable_function(1.0)
+    finally:
+        watchdog.stop()
+    [warning] = _warnings(tf_log)
+    assert "blocked_in_a_recognisable_function" in warning
+
+
+def test_a_thread_that_cannot_start_is_one_warning(monkeypatch, tf_log):
+    def cannot_start(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", cannot_start)
+    watchdog = _watchdog(Progress(None), 1.0)
+    watchdog.start(threading.get_ident())
+    watchdog.start(threading.get_ident())
+    monkeypatch.undo()
+    assert not watchdog.running
+    [warning] = _warnings(tf_log)
+    assert warning == (
+        "keras_stepcounter: the stall watchdog's thread could not start "
+        "(RuntimeError(\"can't start new thread\")); training goes on without it.")
+    watchdog.stop()
+
+
+def test_run_anchor_skips_the_counter_keras_dispatch_and_contextlib():
+    import sys
+    import types
+
+    from keras_stepcounter.core.watchdog import run_anchor
+
+    def frame_in(module_name):
+        """A frame of code in `module_name`, called from `frame_in`'s own."""
+        code = compile("frame = sys._getframe()", f"<{module_name}>", "exec")
+        namespace = {"__name__": module_name, "sys": sys}
+        exec(code, namespace)
+        return namespace["frame"]
+
+    for module in ("keras_stepcounter.callback", "keras.src.callbacks.callback_list",
+                   "tf_keras.src.callbacks", "contextlib"):
+        anchor = run_anchor(frame_in(module))
+        assert isinstance(anchor, types.FrameType) and anchor.f_code.co_name == "frame_in"
+    assert run_anchor(frame_in("my_training_script")).f_globals["__name__"] == (
+        "my_training_script")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from conftest import steps_of, values_of
+from conftest import counter_on, steps_of, values_of
 
 import keras_stepcounter
 
@@ -103,8 +103,7 @@ class CountingSource:
 
 def test_step_source_is_read_only_when_a_step_trigger_can_fire(tmp_path, fake_clock):
     source = CountingSource()
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     with counter.track(source):
         for _ in range(30):
@@ -120,9 +119,7 @@ def test_step_source_is_read_only_when_a_step_trigger_can_fire(tmp_path, fake_cl
 
 def test_step_source_is_read_only_when_a_secs_trigger_can_fire(tmp_path, fake_clock):
     source = CountingSource()
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=None, every_n_secs=1.0, output_dir=str(tmp_path),
-        clock=fake_clock, step_source=source,
+    counter = counter_on(fake_clock, every_n_steps=None, every_n_secs=1.0, output_dir=str(tmp_path), step_source=source,
     )
     with counter.track():
         for _ in range(30):
@@ -136,8 +133,7 @@ def test_step_source_is_read_only_when_a_secs_trigger_can_fire(tmp_path, fake_cl
 
 def test_several_steps_per_call_count_real_steps(tmp_path, fake_clock):
     iterations = tf.Variable(0, dtype=tf.int64)
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock, steps_per_call=5
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path), steps_per_call=5
     )
     with counter.track(iterations):
         for _ in range(6):
@@ -150,8 +146,7 @@ def test_several_steps_per_call_count_real_steps(tmp_path, fake_clock):
 
 def test_track_writes_the_records_taken_before_an_error(tmp_path, fake_clock):
     iterations = tf.Variable(0, dtype=tf.int64)
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     with pytest.raises(KeyboardInterrupt):
         with counter.track(iterations):

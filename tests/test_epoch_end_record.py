@@ -9,7 +9,7 @@ and its rate too high.
 
 import logging
 
-from conftest import steps_of, values_of
+from conftest import counter_on, steps_of, values_of
 
 import keras_stepcounter
 
@@ -46,16 +46,15 @@ def test_record_on_last_batch_of_epoch_is_not_excluded_twice(
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        counter = keras_stepcounter.StepCounter(
-            every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+        counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
         )
         # Epochs of 11 batches: the record at step 11 is epoch 1's last batch,
-        # and the interval 11 -> 21 spans 5 s of epoch-end work. The counter
-        # is listed first, as the docs advise: the ticker's work on each
-        # batch lands after the counter's clock read, in the next interval.
+        # and the interval 11 -> 21 spans 5 s of epoch-end work. The ticker's
+        # time stands for each step's, so it comes before the counter's
+        # batch end.
         make_model().fit(
             x[:44], y[:44], batch_size=4, epochs=2, verbose=0,
-            callbacks=[counter, _ticker(keras, fake_clock, 0.125, 5.0)],
+            callbacks=[_ticker(keras, fake_clock, 0.125, 5.0), counter],
         )
     finally:
         logger.removeHandler(handler)

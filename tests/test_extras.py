@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import steps_of, values_of
+from conftest import counter_on, steps_of, values_of
 
 import keras_stepcounter
 from keras_stepcounter.tools.events import read_scalars
@@ -20,8 +20,7 @@ def _ticker(keras, clock, per_batch=0.125):
 
 def test_batch_size_gives_examples_per_sec(keras, make_model, tiny_data, tmp_path, fake_clock):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock, batch_size=4
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path), batch_size=4
     )
     make_model().fit(x, y, batch_size=4, verbose=0,
                      callbacks=[_ticker(keras, fake_clock), counter])
@@ -54,8 +53,7 @@ def test_count_fn_counts_items_from_the_batch_logs(
 
     model = TokenCounting()
     model.compile(optimizer="sgd", loss="mse")
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock,
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path),
         count_fn=lambda logs: logs["tokens"],
     )
     model.fit(x, y, batch_size=4, verbose=0, shuffle=False,
@@ -88,8 +86,7 @@ def test_failing_count_fn_warns_once_and_training_goes_on(
 
 def test_mfu_from_flops_per_step_and_peak(keras, make_model, tiny_data, tmp_path, fake_clock):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock,
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path),
         flops_per_step=3e6, peak_flops_per_sec=1.2e8,
     )
     make_model().fit(x, y, batch_size=4, verbose=0,

@@ -4,7 +4,7 @@ import math
 import time
 
 import pytest
-from conftest import steps_of, values_of
+from conftest import counter_on, steps_of, values_of
 
 import keras_stepcounter
 from keras_stepcounter.tools.events import read_scalars
@@ -61,8 +61,7 @@ def test_second_fit_continues_the_step_axis_without_the_gap(
     keras, make_model, tiny_data, tmp_path, fake_clock
 ):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     model = make_model()
     callbacks = [_ticker(keras, fake_clock), counter]
@@ -89,8 +88,7 @@ def test_every_n_secs_records_where_the_fake_clock_says(
     keras, make_model, tiny_data, tmp_path, fake_clock
 ):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=None, every_n_secs=1.0, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=None, every_n_secs=1.0, output_dir=str(tmp_path)
     )
     callbacks = [_ticker(keras, fake_clock, per_batch=0.125), counter]
     make_model().fit(x, y, batch_size=4, verbose=0, callbacks=callbacks)
@@ -103,8 +101,7 @@ def test_validation_between_epochs_is_not_counted(
     keras, make_model, tiny_data, tmp_path, fake_clock
 ):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     ticker = _ticker(keras, fake_clock, per_batch=0.125, per_validation_batch=50.0)
     history = make_model().fit(
@@ -119,8 +116,7 @@ def test_validation_between_epochs_is_not_counted(
 
 def test_epoch_pause_can_be_turned_off(keras, make_model, tiny_data, tmp_path, fake_clock):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock,
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path),
         pause_between_epochs=False,
     )
     ticker = _ticker(keras, fake_clock, per_batch=0.125, per_validation_batch=10.0)

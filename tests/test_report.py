@@ -19,6 +19,7 @@ from keras_stepcounter import __main__ as cli
 from keras_stepcounter.tools import report
 from keras_stepcounter.tools.events import event_files
 from keras_stepcounter.tools.report import Stall
+from conftest import counter_on
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +88,7 @@ def _ticker(keras, clock, seconds_of_batch):
 def fit_logdir(keras, make_model, tiny_data, tmp_path, fake_clock):
     """StepCounter in a 30-step fit: records at 11 (8 steps/s), 21 (2 steps/s)."""
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path / "fit"), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path / "fit")
     )
     # Batch i ends at step i + 1: batches 1-10 make the interval to step 11,
     # batches 11-20 the one to step 21.

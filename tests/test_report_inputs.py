@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from conftest import counter_on
 
 from keras_stepcounter.tools import cli, formatting, plot, report  # noqa: F401
 from keras_stepcounter.tools.events import event_files
@@ -465,8 +466,7 @@ def _fit(keras, make_model, tiny_data, output_dir, clock, model=None, epochs=1):
         def on_train_batch_end(self, batch, logs=None):
             clock.advance(0.125)
 
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(output_dir), clock=clock,
+    counter = counter_on(clock, every_n_steps=10, output_dir=str(output_dir),
         time_to_first_step=True,
     )
     x, y = tiny_data

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import steps_of, values_of
+from conftest import counter_on, steps_of, values_of
 
 import keras_stepcounter
 from keras_stepcounter import _step_readers, callback
@@ -155,12 +155,13 @@ def test_backup_and_restore_resumes_with_right_epoch_rates(
         return reader
 
     monkeypatch.setattr(callback, "iterations_reader", counting_reader)
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path / "logs"), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path / "logs")
     )
     restore = tf.keras.callbacks.BackupAndRestore(backup)
     ticker = Ticker(fake_clock)
-    callbacks = [counter, ticker, restore] if counter_first else [restore, ticker, counter]
+    # The ticker's time stands for the step's and comes before the counter's
+    # batch end; BackupAndRestore is listed before or after both.
+    callbacks = [ticker, counter, restore] if counter_first else [restore, ticker, counter]
     history = make_model().fit(
         x, y, batch_size=4, epochs=4, verbose=0, callbacks=callbacks
     )
@@ -243,21 +244,24 @@ def test_step_done_outside_track_says_to_use_track():
 @pytest.mark.parametrize(
     "order, expected",
     [
-        # Listed first: the other callback's work on the last batch (0.125 s)
-        # stays in the interval, its epoch-end work (5 s) is left out.
-        ("counter-first", [8.0, 8.0]),
-        # Listed after a callback with epoch-end work: that work runs before
-        # the counter's on_epoch_end, so it lands in the interval: 10 steps
-        # in 1.25 + 5 s. The docs say to list the counter first.
-        ("counter-last", [8.0, pytest.approx(1.6)]),
+        # The pause starts at the end of the epoch's last batch as the
+        # counter sees it (its own on_train_batch_end), whatever hook it
+        # learns of the epoch's end in: the other callback's 5 s of epoch-end
+        # work is left out in either order.
+        # Listed first: the other callback's batch-end work on the last batch
+        # (0.125 s) comes after that end, so it is pause time too: 10 steps
+        # in 9 x 0.125 s.
+        ("counter-first", [8.0, pytest.approx(10 / 1.125)]),
+        # Listed last: every callback's batch-end work on the last batch
+        # comes before it: 10 steps in 10 x 0.125 s.
+        ("counter-last", [8.0, 8.0]),
     ],
 )
-def test_epoch_end_interval_ends_after_other_callbacks_batch_work(
+def test_epoch_end_pause_starts_at_the_counters_last_batch_end(
     make_model, tiny_data, tmp_path, fake_clock, order, expected
 ):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     ticker = Ticker(fake_clock, per_batch=0.125, per_epoch=5.0)
     callbacks = [counter, ticker] if order == "counter-first" else [ticker, counter]
@@ -297,8 +301,7 @@ def test_step_going_back_in_fit_records_nothing_for_that_interval(
     make_model, tiny_data, tmp_path, fake_clock, tf_log
 ):
     x, y = tiny_data
-    counter = keras_stepcounter.StepCounter(
-        every_n_steps=10, output_dir=str(tmp_path), clock=fake_clock
+    counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path)
     )
     # 40 batches; after batch index 14 (step 15) the step is set back to 0.
     make_model().fit(

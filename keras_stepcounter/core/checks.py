@@ -7,16 +7,48 @@ import numbers
 from typing import Any, Optional
 
 
-def check_every(every_n_steps: Any, every_n_secs: Any) -> None:
-    """Exactly one of the two, each a positive finite number (steps: an int)."""
+V1_EXACTLY_ONE = "exactly one of every_n_steps and every_n_secs should be provided."
+
+
+def check_every(every_n_steps: Any, every_n_secs: Any, v1_message: bool = False) -> None:
+    """Exactly one of the two, each a positive finite number (steps: an int).
+
+    The error keeps v1's sentence, then says what was given and what to
+    pass; `v1_message` gives v1's sentence alone (the v1 hook, whose
+    callers may match it exactly).
+    """
     if (every_n_steps is None) == (every_n_secs is None):
         raise ValueError(
-            "exactly one of every_n_steps and every_n_secs should be provided."
+            V1_EXACTLY_ONE if v1_message else _exactly_one_message(every_n_steps, every_n_secs)
         )
     if every_n_steps is not None:
         check_positive_int("every_n_steps", every_n_steps)
     else:
         check_positive_number("every_n_secs", every_n_secs)
+
+
+def _exactly_one_message(every_n_steps: Any, every_n_secs: Any) -> str:
+    if every_n_steps is None:
+        return (
+            f"{V1_EXACTLY_ONE} Got neither: pass every_n_steps=N to record every "
+            f"N global steps (default 100), or every_n_secs=S with "
+            f"every_n_steps=None to record every S seconds."
+        )
+    return (
+        f"{V1_EXACTLY_ONE} Got every_n_steps={every_n_steps!r} and "
+        f"every_n_secs={every_n_secs!r} (every_n_steps defaults to 100): to "
+        f"record every S seconds, pass every_n_steps=None, every_n_secs=S."
+    )
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """An on/off option: True or False, nothing merely truthy ("no" is not
+    False)."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be True or False, got {value!r} of type {type(value).__name__}."
+        )
+    return value
 
 
 def check_positive_int(name: str, value: Any) -> int:
@@ -46,9 +78,9 @@ def check_positive_number(name: str, value: Any) -> float:
 
 
 def _reject_bool_and_non_finite(name: str, value: Any) -> None:
-    # SPEC section 3: booleans, NaN and infinities are wrong values (a
-    # ValueError), even where an int is wanted; other non-numbers are a
-    # TypeError.
+    # Booleans, NaN and infinities are wrong values (a ValueError), even
+    # where an int is wanted (True is an int to Python, never a step count
+    # to a user); other non-numbers are a TypeError.
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a positive number, not a bool ({value!r}).")
     if isinstance(value, numbers.Real) and not math.isfinite(value):

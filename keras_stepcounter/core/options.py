@@ -80,7 +80,9 @@ class RecorderOptions:
             "peak_flops_per_sec": _checks.check_optional_positive_number(
                 "peak_flops_per_sec", self.peak_flops_per_sec
             ),
-            "time_to_first_step": bool(self.time_to_first_step),
+            "time_to_first_step": _checks.check_bool(
+                "time_to_first_step", self.time_to_first_step
+            ),
         }
         for name, value in normalized.items():
             object.__setattr__(self, name, value)  # Frozen: set once, here.
@@ -98,8 +100,15 @@ class RecorderOptions:
 
     @property
     def mfu_per_step_rate(self) -> Optional[float]:
-        """`mfu` per unit of steps/sec (`flops_per_step / peak_flops_per_sec`),
-        or None when MFU is not asked for."""
-        if self.flops_per_step is None or self.peak_flops_per_sec is None:
-            return None
-        return self.flops_per_step / self.peak_flops_per_sec
+        """`mfu` per unit of steps/sec, or None when MFU is not asked for."""
+        return mfu_per_step_rate(self.flops_per_step, self.peak_flops_per_sec)
+
+
+def mfu_per_step_rate(
+    flops_per_step: Optional[float], peak_flops_per_sec: Optional[float]
+) -> Optional[float]:
+    """`flops_per_step / peak_flops_per_sec`: `mfu` is steps/sec times this.
+    None unless both are given."""
+    if flops_per_step is None or not peak_flops_per_sec:
+        return None
+    return flops_per_step / peak_flops_per_sec

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional, Protocol, Tuple
 
-from keras_stepcounter.core.options import RecorderOptions
+from keras_stepcounter.core.options import RecorderOptions, mfu_per_step_rate
 from keras_stepcounter.core.tags import (
     DEFAULT_TAG,
     EXAMPLES_TAG,
@@ -96,7 +96,10 @@ class RateTracker:
     Args:
         timer: The trigger timer (v1 rules).
         tag: Tag of the steps/sec scalar.
-        batch_size: Global examples per step; adds `examples/sec`.
+        batch_size: Global examples per batch; adds `examples/sec`, the
+            examples of the applied updates: `steps/sec * batch_size *
+            batches_per_step` (`batches_per_step` is the optimizer's
+            gradient accumulation steps, set per run; 1 without).
         flops_per_step: FLOPs of one training step; with
             `peak_flops_per_sec`, adds `mfu`.
         peak_flops_per_sec: Peak FLOP/s of the hardware used.
@@ -124,11 +127,10 @@ class RateTracker:
         self.batch_size = batch_size
         self.count_examples = bool(count_examples)
         self._count_from_first_add = count_examples is None
-        self.mfu_per_step_rate = (
-            flops_per_step / peak_flops_per_sec
-            if flops_per_step is not None and peak_flops_per_sec
-            else None
-        )
+        self.mfu_per_step_rate = mfu_per_step_rate(flops_per_step, peak_flops_per_sec)
+        # Batches whose examples one step (one applied update) consumes:
+        # more than 1 with gradient accumulation.
+        self.batches_per_step = 1
         self._examples_since_trigger = 0.0
         self._last_observed_step: Optional[int] = None
         self._stall_warnings = 0
@@ -156,7 +158,7 @@ class RateTracker:
         if self._count_from_first_add:
             self.count_examples = True
 
-    def observe(self, step: int) -> Optional[Dict[str, float]]:
+    def observe(self, step: int, now: Optional[float] = None) -> Optional[Dict[str, float]]:
         """Applies the trigger rules at `step`.
 
         Returns the scalars to record at `step`, or `None` when nothing is
@@ -164,18 +166,21 @@ class RateTracker:
         or when the interval is empty (no time or no steps elapsed: nothing
         honest to divide).
         """
-        interval = self.interval(step)
+        interval = self.interval(step, now)
         return None if interval is None else self.scalars(*interval)
 
-    def interval(self, step: int) -> Optional[Tuple[int, float, float]]:
+    def interval(
+        self, step: int, now: Optional[float] = None
+    ) -> Optional[Tuple[int, float, float]]:
         """`(elapsed_steps, elapsed_secs, examples)` if a record is due at
-        `step` (the baseline then moves to `step`), else None."""
-        if self._went_back(step):
+        `step` at time `now` (default: the timer's clock; the baseline then
+        moves to them), else None."""
+        if self._went_back(step, now):
             return None
         self._last_observed_step = step
-        if not self.timer.should_trigger_for_step(step):
+        if not self.timer.should_trigger_for_step(step, now):
             return None
-        elapsed_secs, elapsed_steps = self.timer.update_last_triggered_step(step)
+        elapsed_secs, elapsed_steps = self.timer.update_last_triggered_step(step, now)
         examples = self._take_examples()
         if elapsed_secs is None or elapsed_steps is None:
             return None
@@ -184,14 +189,14 @@ class RateTracker:
         return elapsed_steps, elapsed_secs, examples
 
     def record(self, sink: ScalarSink, step: int, scalars: Dict[str, float]) -> None:
-        """Writes `scalars` at `step`, logs the v1 line, and restarts the clock.
+        """Writes `scalars` at `step` and logs the v1 line.
 
-        Recording is not training: the next interval starts once the
-        record is written, flushed and logged (SPEC section 3).
+        Recording is not training: the caller leaves the time this takes
+        out of the next interval (`StepCounter`'s timeline books it as the
+        counter's work; the v1 hook restarts its timer's clock).
         """
         sink.write(step, scalars)
         log_rate(self.tag, scalars[self.tag])
-        self.timer.restart_clock()
 
     def scalars(
         self, elapsed_steps: int, elapsed_secs: float, examples: float = 0.0
@@ -202,7 +207,7 @@ class RateTracker:
             elapsed_steps,
             elapsed_secs,
             examples if self.count_examples else None,
-            batch_size=self.batch_size,
+            batch_size=None if self.batch_size is None else self.batch_size * self.batches_per_step,
             mfu_per_step_rate=self.mfu_per_step_rate,
         )
 
@@ -214,13 +219,13 @@ class RateTracker:
             self._stall_warnings += 1
             tf_logger.warning(STALL_MESSAGE, step, previous_step)
 
-    def _went_back(self, step: int) -> bool:
+    def _went_back(self, step: int, now: Optional[float]) -> bool:
         last = self._last_observed_step
         if last is None or step >= last:
             return False
         tf_logger.warning(WENT_BACK_MESSAGE, last, step, step)
         self.timer.reset()
-        self.timer.update_last_triggered_step(step)
+        self.timer.update_last_triggered_step(step, now)
         self._examples_since_trigger = 0.0
         self._last_observed_step = step
         return True

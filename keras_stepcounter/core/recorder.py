@@ -2,31 +2,38 @@
 
 The Keras callback maps Keras's hooks onto these calls and hands over a
 step reader; everything else (when to read the device counter, what to
-record, epoch pauses, the thread check, the opt-in instruments) is here,
-in plain Python, driven by any clock.
+record, the run's timeline, the thread check, the opt-in instruments) is
+here, in plain Python, driven by any clock.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import threading
+from types import FrameType
 from typing import Any, Callable, Dict, Optional
 
 from keras_stepcounter.core.instruments import Instruments
+from keras_stepcounter.core.ledger import RecordedSteps
 from keras_stepcounter.core.rates import RateTracker
 from keras_stepcounter.core.records import Records, RecordSink
-from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.run_source import RunSource
+from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.schedule import ReadSchedule
 from keras_stepcounter.core.step_reads import StepReads
-from keras_stepcounter.core.stretches import StepStretches
+from keras_stepcounter.core.timeline import Timeline
+from keras_stepcounter.core.watchdog import AUTO, StallSecs, StallWatchdog, run_anchor
+
 
 class Recorder:
     """Turns batch ends into rate records, reading the device only when needed.
 
     A run is `begin_run`, then for each stretch of training steps (an
     epoch) `begin_steps`, `batch_end` per batch call, `pause_steps`; then
-    `end_run`. Time between `pause_steps` and the next `begin_steps` is not
-    training and is left out of the rates.
+    `end_run`. Every instrument reads the run's one `Timeline`: a pause
+    runs from the end of the last batch before it to the next
+    `begin_steps`, and is left out of all of them.
 
     Args:
         rates: Trigger timer and formulas.
@@ -35,9 +42,18 @@ class Recorder:
         count_fn: `count_fn(logs) -> number` of examples in a batch.
         time_to_first_step: Record, once per run, the seconds from
             `begin_run` to the end of the first step.
-        pause_between_epochs: Leave the time from `pause_steps` to the
-            next `begin_steps` out of the rates.
-        step_time_stats, stall_secs, goodput: The opt-in instruments.
+        pause_between_epochs: Epoch boundaries are pauses (else steps, for
+            every instrument alike).
+        step_time_stats: Write `step_time/*` at each record.
+        stall_secs: Stall threshold (seconds or `"auto"`) of a watchdog
+            that warns, and writes `stall_secs`; None: no warnings.
+        goodput: Write the goodput ledger at each run's end (stalls are
+            found for it with the `"auto"` threshold when `stall_secs` is
+            None, without warnings).
+        recorded: The highest step recorded where `sink` writes, for
+            `goodput/rerun_steps`.
+        process: Names this process in a multi-process job, for the
+            watchdog's lines.
 
     Example:
 
@@ -63,83 +79,120 @@ class Recorder:
         time_to_first_step: bool = False,
         pause_between_epochs: bool = True,
         step_time_stats: bool = False,
-        stall_secs: Any = None,
+        stall_secs: Optional[StallSecs] = None,
         goodput: bool = False,
+        recorded: Optional[RecordedSteps] = None,
+        process: Optional[str] = None,
     ) -> None:
         self._rates, self._clock = rates, clock
         self._count_fn = count_fn
-        self._stretches = StepStretches(pause_between_epochs)
+        self._timeline = Timeline(pause_between_epochs)
         self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
         self._reads = StepReads(self._warnings)
+        watchdog = self._make_watchdog(stall_secs, goodput, process)
         self.instruments = Instruments(
-            clock,
-            step_time_stats=step_time_stats,
-            stall_secs=stall_secs,
-            goodput=goodput,
-            progress=self._progress,
-            last_step=lambda: self._last_read_step,
-            typical_step_secs=lambda: self._records.typical_step_secs,
-            force_read=self._force_read,
+            clock, step_time_stats=step_time_stats, goodput=goodput, watchdog=watchdog
         )
-        self._records = Records(rates, sink, self.instruments, clock, time_to_first_step)
+        self._watchdog = watchdog
+        self._records = Records(
+            rates,
+            sink,
+            self.instruments,
+            time_to_first_step=time_to_first_step,
+            recorded=recorded if goodput else None,
+            stall_scalars=stall_secs is not None,
+        )
         if self.instruments.step_times is not None:  # Chosen once, not per batch.
             self._add_step_time = self.instruments.step_times.add
             self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
         self._batches_per_call = 1
         self._source = RunSource(read=lambda: 0)
-        self._calls_until_read: float = 1
-        self._deadline = -math.inf
+        self._anchor: Optional[FrameType] = None
         self._last_read_step: Optional[int] = None
-        self._last_batch_end = self._step_start = 0.0
+        self._calls_since_read = 0
+        self._calls_until_read: float = 1
+        self._deadline = self._training_deadline = -math.inf
         self.stretch_rate: Optional[float] = None
         self._leave_run()
+
+    def _make_watchdog(
+        self, stall_secs: Optional[StallSecs], goodput: bool, process: Optional[str]
+    ) -> Optional[StallWatchdog]:
+        if stall_secs is None and not goodput:
+            return None
+        timeline = self._timeline
+        return StallWatchdog(
+            AUTO if stall_secs is None else stall_secs,
+            progress=lambda: None if timeline.paused else timeline.last_end,
+            step_text=self._step_text,
+            typical_step_secs=lambda: self._records.typical_step_secs,
+            on_stall=self._read_at_next_batch,
+            clock=self._clock,
+            warn=stall_secs is not None,
+            process=process,
+        )
 
     # Run lifecycle. --------------------------------------------------------
 
     def begin_run(self, source: RunSource) -> None:
         """Starts a run; the first step is read at the first `begin_steps`."""
+        self.instruments.stop()  # A watch left by a run that raised.
         self._rates.reset()
+        self._rates.batches_per_step = source.calls_per_update
         self._source = source
         self._batches_per_call = source.batches_per_call
         self._schedule.steps_per_call = source.steps_per_call
         self._reads.start(source.read)
-        self._run_begin = self._clock()
+        # The frame that started the run (`fit`, a custom loop): the
+        # watchdog's sign that the run is still on (Keras skips
+        # on_train_end when fit raises). sys._getframe is CPython's and
+        # PyPy's way to get it; nothing public gives a caller's frame.
+        self._anchor = run_anchor(sys._getframe(1))
+        now = self._clock()
+        self._timeline.begin_run(now)
         self._run_start_step: Optional[int] = None
         self._last_read_step = None
         self._warnings.run_begins(source)
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
+        self._training_deadline = -math.inf
         self._first_step_pending = True
-        self._stretches.reset()
-        self.instruments.run_begins(self._run_begin)
+        self._idle = False
+        self._steps_running = False
+        self.stretch_rate = None
+        self.instruments.run_begins(now)
 
     def go_idle(self) -> None:
         """Records nothing until the next `begin_run` (a non-chief worker, or
         after a failure). Batch ends then cost what a quiet batch costs."""
+        self._idle = True
+        self._steps_running = False
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = math.inf, math.inf
-        self._stretches.running = False
         self.stretch_rate = None
         self.instruments.stop()
 
     @property
     def idle(self) -> bool:
-        return self._calls_until_read == math.inf and self._deadline == math.inf
+        return self._idle
+
+    @property
+    def timeline(self) -> Timeline:
+        return self._timeline
 
     def begin_steps(self) -> None:
         """Training steps start (an epoch's first batch, or a loop's start)."""
-        if self._stretches.running or not self._reads.in_run or self.idle:  # Running: every batch.
+        if self._steps_running or not self._reads.in_run or self._idle:  # Every batch.
             return
         if self._run_start_step is None and not self._read_run_start():
             return
-        now = self._step_start = self._clock()
-        paused = self._stretches.begin(now, self._last_read_step)
-        if paused:
-            self._rates.timer.exclude(paused)
-            self._deadline = self._rates.timer.trigger_deadline()
+        self._steps_running = True
+        now = self._clock()
+        self._timeline.begin_steps(now)
         self.stretch_rate = None
         self.instruments.steps_resumed(now)
+        self._arm_deadline()
 
     def _read_run_start(self) -> bool:
         # The run's first step is read at its first batch, not in
@@ -150,48 +203,63 @@ class Recorder:
             return False
         self._run_start_step = self._last_read_step = step
         self._warnings.started(step)
-        self._records.run_started(step, self._source.highest_recorded)
+        started = self._clock()
+        self._records.run_started(step)
+        self._timeline.work(started, self._clock())
         return True
 
-    def pause_steps(self) -> None:
-        """Training steps stop (validation or epoch end begins).
+    def pause_steps(self, epoch_end: bool = True) -> bool:
+        """Training steps stop, from the end of the last batch.
 
-        Called at the first hook after an epoch's last batch, so the other
-        callbacks' work on that batch stays in the interval. Sets
-        `stretch_rate`, the mean rate since `begin_steps`.
+        An epoch boundary (`epoch_end`, the first hook after an epoch's last
+        batch: validation or epoch end) reads the step and sets
+        `stretch_rate`, the epoch's mean rate; a `paused()` block
+        (`epoch_end=False`) reads nothing. Returns whether steps were
+        running (and now stop).
         """
-        if not self._stretches.running:
-            return
-        now = self._clock()
-        self._stretches.pause(now)
-        # The ledger's boundary starts where the last batch (and the
-        # counter's own work on it) ended: what Keras does between the
-        # loops (tracing the validation function, say) is not step time.
-        self.instruments.steps_paused(max(self._last_batch_end, self._step_start))
+        timeline = self._timeline
+        if not self._steps_running or self._idle:
+            return False
+        self._steps_running = False
+        if timeline.pause(epoch_end):
+            self.instruments.steps_paused(timeline.last_end)
+            self._end_stall_at_pause()
+        if epoch_end:
+            self._read_at_epoch_end()
+        return True
+
+    def _read_at_epoch_end(self) -> None:
+        started = self._clock()
         step = self._safe_read()
         if step is not None:
             self._note_read(step)
-            self.stretch_rate = self._stretches.rate(step, now)
+            self.stretch_rate = self._timeline.epoch_rate(step)
+            self._timeline.work(started, self._clock())  # Only while epochs are steps.
+            self._arm_deadline()
 
     def end_run(self) -> None:
         """Ends the run: the goodput ledger (if on), then a flush."""
-        if self._reads.in_run and not self.idle:
+        if self._reads.in_run and not self._idle:
             self.pause_steps()
-            self._records.run_ended(self._last_read_step)
+            ledger = self._timeline.end_run(self._clock())
+            self.instruments.stop()
+            self._records.run_ended(self._last_read_step, ledger)
         self._records.flush()
         self._leave_run()
 
     def _leave_run(self) -> None:
         # Outside a run, the first batch end reads, and finds no reader.
         self.go_idle()
+        self._anchor = None
         self._reads.stop()
+        self._idle = False
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
 
     # The batch path. -------------------------------------------------------
 
     def batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
         """One batch call ended. The hot path: a compare unless a read is due."""
-        now = self._last_batch_end = self._clock()
+        now = self._timeline.last_end = self._clock()
         if self._count_fn is not None:
             self._count_examples(logs)
         self._calls_since_read += 1
@@ -202,12 +270,13 @@ class Recorder:
     def _timed_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
         """`batch_end` that also keeps the step's time (`step_time_stats`).
 
-        The same lines as `batch_end` with two more, not a call to it: a
+        The same lines as `batch_end` with one more, not a call to it: a
         second frame and clock read would double the per-batch cost.
         """
-        now = self._last_batch_end = self._clock()
-        self._add_step_time(now - self._step_start, self._batches_per_call)
-        self._step_start = now
+        timeline = self._timeline
+        now = self._clock()
+        self._add_step_time(now - timeline.last_end, self._batches_per_call)
+        timeline.last_end = now
         if self._count_fn is not None:
             self._count_examples(logs)
         self._calls_since_read += 1
@@ -216,25 +285,68 @@ class Recorder:
         self._read_and_maybe_record(now)
 
     def _read_and_maybe_record(self, now: float) -> None:
+        if self._idle:  # A late request from the watchdog thread.
+            self._calls_until_read, self._deadline = math.inf, math.inf
+            return
         step = self._safe_read()
         if step is None:
             return
         self._warnings.check_progress(step, self._last_read_step, self._calls_since_read)
+        timeline = self._timeline
+        self._end_stall(now, step)
         if self._first_step_pending:
-            self._first_step_pending = False
-            self._records.first_step_done(step, now, self._run_begin)
-        self._records.after_read(step, now)
+            self._first_step_done(now, step)
+        restarts = self._records.after_read(step, timeline.training_time(now), now)
         self._note_read(step)
-        work_end = self._step_start = self._clock()
-        self.instruments.recorder_worked(work_end - now)
+        stalled = self._watchdog is not None and self._watchdog.pending
+        timeline.work(now, self._clock(), stalled)
+        if restarts:
+            self.instruments.interval_restarts(timeline.last_end)
+        self._arm_deadline()
+
+    def _first_step_done(self, now: float, step: int) -> None:
+        self._first_step_pending = False
+        self._timeline.first_step_end(now, step)
+        self._records.first_step_done(step, now - self._timeline.run_begin)
+        if self._watchdog is not None:
+            self._watchdog.start(threading.get_ident(), self._anchor)
+
+    def _end_stall(self, now: float, step: int) -> None:
+        """Books a stall the watchdog found, if this batch end ended it."""
+        if self._watchdog is None:
+            return
+        start = self._watchdog.take_stall(now)
+        if start is None:
+            return
+        self._timeline.stall(start, now)
+        self._records.stall_ended(step, now - start)
+        self._watchdog.log_resumed(now - start, step)
+
+    def _end_stall_at_pause(self) -> None:
+        # The wait ran into a pause, which starts at the last step end: by
+        # the timeline's rule it is pause time, not a stall.
+        if self._watchdog is None:
+            return
+        start = self._watchdog.cancel_stall()
+        if start is not None:
+            self._watchdog.log_stall_at_pause(self._clock() - start)
 
     def _note_read(self, step: int) -> None:
         self._warnings.calls_read(self._calls_since_read)
-        self._calls_until_read, self._deadline = self._schedule.next_read(
+        self._calls_until_read, self._training_deadline = self._schedule.next_read(
             step, self._calls_since_read, self._last_read_step
         )
         self._last_read_step = step
         self._calls_since_read = 0
+
+    def _arm_deadline(self) -> None:
+        """The clock time of the next timed read: the timer's deadline is in
+        training time, which runs `excluded` seconds behind the clock."""
+        self._deadline = self._training_deadline + self._timeline.excluded
+        # After the store: a request the watchdog thread made meanwhile is
+        # kept (it sets -inf only after marking the stall pending).
+        if self._watchdog is not None and self._watchdog.pending:
+            self._deadline = -math.inf
 
     def _safe_read(self, first: bool = False) -> Optional[int]:
         """The step, or None after which this run records nothing more."""
@@ -250,12 +362,21 @@ class Recorder:
         except Exception as error:  # A counting bug must not stop training.
             self._warnings.count_fn_failed(error)
 
-    # For the stall watchdog's thread: attribute reads only.
+    # For the watchdog's thread: attribute reads and one store.
 
-    def _progress(self) -> Optional[float]:
-        stretches = self._stretches
-        return max(self._last_batch_end, stretches.start) if stretches.running else None
-
-    def _force_read(self) -> None:
+    def _read_at_next_batch(self) -> None:
         self._deadline = -math.inf
 
+    def _step_text(self) -> str:
+        """The global step training is at, for the stall warning: the last
+        read plus the updates of the batch calls since (an estimate)."""
+        step, calls = self._last_read_step, self._calls_since_read
+        if step is None:
+            return "the global step is not read yet"
+        if calls <= 0:
+            return f"training is at global step {step}"
+        updates = calls * self._batches_per_call // max(1, self._source.calls_per_update)
+        return (
+            f"training is at global step about {step + updates} (step {step} "
+            f"read, and {calls} batch call{'s' if calls != 1 else ''} since)"
+        )

@@ -2,16 +2,18 @@
 
 The `Recorder` decides when to read the device counter; this decides what a
 read leads to: a rate record (with the instruments' scalars beside it), the
-first step's time, a stall's length, re-run steps, the goodput ledger. Every
-write of a run goes through here, to one sink.
+first step's time, a stall's length, re-run steps, the goodput ledger.
+Every write of a run goes through here, to one sink.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol
+from typing import Dict, Optional, Protocol
 
 from keras_stepcounter.core.instruments import Instruments
-from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, RateTracker, ScalarSink
+from keras_stepcounter.core.ledger import RecordedSteps, summary_line
+from keras_stepcounter.core.rates import RateTracker, ScalarSink, tf_logger
+from keras_stepcounter.core.tags import RERUN_STEPS_TAG, STALL_SECS_TAG, TIME_TO_FIRST_STEP_TAG
 
 
 class RecordSink(ScalarSink, Protocol):
@@ -27,17 +29,20 @@ class Records:
     Args:
         rates: Trigger timer and formulas.
         sink: Where records go.
-        instruments: The opt-in measurements (step times, stalls, ledger,
-            sections) whose scalars go with the records.
-        clock: Monotonic clock in seconds.
+        instruments: The opt-in measurements (step times, sections, the
+            watchdog) whose scalars go with the records.
         time_to_first_step: Record the seconds from the run's start to the
             end of its first step, at that step.
+        recorded: The highest step recorded where the sink writes, for
+            `goodput/rerun_steps` (with the ledger only).
+        stall_scalars: Write `stall_secs` when a stall ends (the watchdog
+            was asked for, not only the ledger).
 
     Example:
 
     ```python
-    records = Records(rates, sink, Instruments(clock), clock)
-    records.after_read(step, now)   # at each read of the step
+    records = Records(rates, sink, Instruments(clock))
+    records.after_read(step, training_now, now)   # at each read of the step
     ```
     """
 
@@ -46,49 +51,67 @@ class Records:
         rates: RateTracker,
         sink: RecordSink,
         instruments: Instruments,
-        clock: Callable[[], float],
+        *,
         time_to_first_step: bool = False,
+        recorded: Optional[RecordedSteps] = None,
+        stall_scalars: bool = False,
     ) -> None:
         self._rates, self._sink = rates, sink
-        self._instruments, self._clock = instruments, clock
+        self._instruments = instruments
         self._time_to_first_step = time_to_first_step
+        self._recorded = recorded
+        self._stall_scalars = stall_scalars
         self.typical_step_secs: Optional[float] = None
 
-    def run_started(self, step: int, highest_recorded: Callable[[], Optional[int]]) -> None:
-        """The run's first step was read: re-run steps, if any (the ledger
-        only: `highest_recorded` reads the records already written)."""
-        rerun = self._instruments.rerun(step, highest_recorded)
-        if rerun:
-            self._sink.write(step, rerun)
+    def write(self, step: int, scalars: Dict[str, float]) -> bool:
+        """Writes `scalars` at `step` (every record of a run comes here)."""
+        if self._recorded is not None:
+            self._recorded.wrote(step)
+        return self._sink.write(step, scalars)
 
-    def first_step_done(self, step: int, now: float, run_begin: float) -> None:
-        """The run's first step ended at `now`."""
-        self._instruments.first_step_done(now)
+    def run_started(self, step: int) -> None:
+        """The run's first step was read: re-run steps, if any."""
+        if self._recorded is None:
+            return
+        rerun = self._recorded.rerun_steps(step)
+        if rerun is None:
+            return
+        tf_logger.info(
+            "goodput: this fit starts at step %d, below step %d already recorded: "
+            "%d steps are computed again.", step, step + rerun, rerun,
+        )
+        self.write(step, {RERUN_STEPS_TAG: float(rerun)})
+
+    def first_step_done(self, step: int, seconds: float) -> None:
+        """The run's first step ended `seconds` after the run began."""
         if self._time_to_first_step:
-            seconds = self._clock() - run_begin
-            self._sink.write(step, {TIME_TO_FIRST_STEP_TAG: seconds})
+            self.write(step, {TIME_TO_FIRST_STEP_TAG: seconds})
 
-    def after_read(self, step: int, now: float) -> None:
-        """A read at the batch end `now` found `step`: a stall's end, a rate."""
-        stall = self._instruments.stall_ended(now, step)
-        if stall:
-            self._sink.write(step, stall)
+    def stall_ended(self, step: int, seconds: float) -> None:
+        """Training resumed at `step` after `seconds` without a step."""
+        if self._stall_scalars:
+            self.write(step, {STALL_SECS_TAG: seconds})
+
+    def after_read(self, step: int, training_now: float, now: float) -> bool:
+        """A read at the batch end `now` (`training_now` in training time)
+        found `step`: a rate record when one is due. Returns whether the
+        interval restarts here (a record, or the run's baseline)."""
         baseline = self._rates.timer.last_triggered_step()
-        interval = self._rates.interval(step)
+        interval = self._rates.interval(step, training_now)
         if interval is not None:
             elapsed_steps, elapsed_secs, _ = interval
             self.typical_step_secs = elapsed_secs / elapsed_steps
             scalars = self._rates.scalars(*interval)
             scalars.update(self._instruments.at_record(elapsed_secs, now))
-            self._rates.record(self._sink, step, scalars)
-        if self._rates.timer.last_triggered_step() != baseline:
-            self._instruments.interval_restarts(self._clock())
+            self._rates.record(self, step, scalars)
+        return self._rates.timer.last_triggered_step() != baseline
 
-    def run_ended(self, last_step: Optional[int]) -> None:
-        """The goodput ledger (if on) at the run's last step, then a flush."""
-        scalars = self._instruments.run_ends(self._clock(), None)
-        if scalars and last_step is not None:
-            self._sink.write(last_step, scalars)
+    def run_ended(self, last_step: Optional[int], ledger: Dict[str, float]) -> None:
+        """The goodput ledger (if on) at the run's last step."""
+        if not self._instruments.goodput or not ledger or last_step is None:
+            return
+        tf_logger.info("%s", summary_line(ledger))
+        self.write(last_step, ledger)
 
     def flush(self) -> None:
         self._sink.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 StepRead = Callable[[], int]
 
@@ -19,8 +19,6 @@ class RunSource:
             (`steps_per_execution`).
         steps_per_call: Most global steps one call can advance.
         calls_per_update: Calls per applied update (gradient accumulation).
-        highest_recorded: Returns the highest step already recorded where
-            this run writes, for `goodput/rerun_steps` (read once a run).
     """
 
     read: StepRead
@@ -28,4 +26,3 @@ class RunSource:
     batches_per_call: int = 1
     steps_per_call: int = 1
     calls_per_update: int = 1
-    highest_recorded: Callable[[], Optional[int]] = lambda: None

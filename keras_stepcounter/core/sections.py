@@ -118,7 +118,8 @@ class Sections:
 
     def pause(self, now: Optional[float] = None) -> None:
         """Stops counting (time that is not in any interval, e.g. between
-        epochs) until `resume`; open blocks are counted up to `now`."""
+        epochs) until `resume`; open blocks are counted up to `now` (the
+        pause's start, which may be earlier than the clock)."""
         now = self._clock() if now is None else now
         self._paused = True
         for section in self._sections.values():
@@ -164,8 +165,10 @@ class _Section:
         return self.secs if self.start is None else self.secs + now - self.start
 
     def stop_counting(self, now: float) -> None:
+        # `now` may be before the block opened: a pause starts at the last
+        # batch end, and the block may have opened after it.
         if self.start is not None:
-            self.secs += now - self.start
+            self.secs += max(0.0, now - self.start)
             self.start = None
 
     def restart(self, now: float) -> None:

@@ -1,17 +1,19 @@
 """The trigger timer shared by every recorder, in plain Python.
 
 `SecondOrStepTimer` follows the rules of TF1's timer of the same name
-(`tensorflow/python/training/basic_session_run_hooks.py`) with three changes
-that the package promises (SPEC section 3):
+(`tf.compat.v1.train.SecondOrStepTimer`) with three changes that the
+package promises:
 
-* time comes from the `clock` it is given, read when needed: a monotonic
-  clock (`time.perf_counter`) by default, so a wall-clock jump cannot bend
-  a rate; the v1 classes pass TF1's clock, `time.time()` looked up at each
-  call (`compat.v1.SecondOrStepTimer`);
+* time comes from the `clock` it is given, read when needed, or from the
+  `now` a caller passes: a monotonic clock (`time.perf_counter`) by
+  default, so a wall-clock jump cannot bend a rate; the v1 classes pass
+  TF1's clock, `time.time()` looked up at each call
+  (`compat.v1.SecondOrStepTimer`); `StepCounter` passes its timeline's
+  training time, which leaves out pauses and its own work;
 * the baseline time can be re-taken after the recorder's own work
   (`restart_clock`), so writing a record is not charged to training;
-* time that is not training (epoch boundaries, gaps between `fit` calls)
-  can be taken out of the current interval (`exclude`).
+* time that is not training can be taken out of the current interval
+  (`exclude`).
 
 It also answers "how soon could you trigger?" (`steps_until_trigger`,
 `trigger_deadline`), which is what lets the Keras callback skip reading the
@@ -73,14 +75,16 @@ class SecondOrStepTimer:
         self._last_triggered_step: Optional[int] = None
         self._last_triggered_time: Optional[float] = None
 
-    def should_trigger_for_step(self, step: int) -> bool:
-        """Whether a trigger is due at `step` (v1 rules)."""
+    def should_trigger_for_step(self, step: int, now: Optional[float] = None) -> bool:
+        """Whether a trigger is due at `step` (v1 rules), at `now` (default:
+        the clock)."""
         if self._last_triggered_step is None:
             return True
         if self._last_triggered_step == step:
             return False
         if self._every_secs is not None and self._last_triggered_time is not None:
-            if self._clock() >= self._last_triggered_time + self._every_secs:
+            now = self._clock() if now is None else now
+            if now >= self._last_triggered_time + self._every_secs:
                 return True
         if self._every_steps is not None:
             if step >= self._last_triggered_step + self._every_steps:
@@ -88,13 +92,14 @@ class SecondOrStepTimer:
         return False
 
     def update_last_triggered_step(
-        self, step: int
+        self, step: int, now: Optional[float] = None
     ) -> Tuple[Optional[float], Optional[int]]:
         """Makes (now, step) the baseline; returns (elapsed_secs, elapsed_steps).
 
-        Both are `None` on the first call, which only sets the baseline.
+        `now` defaults to the clock. Both are `None` on the first call,
+        which only sets the baseline.
         """
-        now = self._clock()
+        now = self._clock() if now is None else now
         if self._last_triggered_time is None or self._last_triggered_step is None:
             elapsed: Tuple[Optional[float], Optional[int]] = (None, None)
         else:

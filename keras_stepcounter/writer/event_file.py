@@ -185,3 +185,23 @@ _open_sinks: "weakref.WeakSet[EventFileSink]" = weakref.WeakSet()
 def _close_open_sinks() -> None:
     for sink in list(_open_sinks):
         sink.close()
+
+
+def highest_own_step(output_dir: str) -> Optional[int]:
+    """The highest step recorded in `output_dir` by counters' own event files.
+
+    Only files named as `EventFileSink` names them are read: another tool's
+    event files in the same directory (Keras's `TensorBoard` callback, a
+    user's `tf.summary` writer) are never opened, however large. Reading
+    never raises (a damaged file gives what could be read).
+    """
+    from keras_stepcounter.tools.events import event_files, read_event_file
+
+    highest: Optional[int] = None
+    for path in event_files(output_dir):
+        if not path.endswith(FILE_SUFFIX):
+            continue
+        for _, record in read_event_file(path).scalars:
+            if highest is None or record.step > highest:
+                highest = record.step
+    return highest

@@ -12,11 +12,10 @@ import tensorflow as tf
 # patches do not reach. So this hook calls through the module, at call time.
 from tensorflow.python.platform import tf_logging
 
-from keras_stepcounter.compat.v1.timer import SecondOrStepTimer, wall_clock
+from keras_stepcounter.compat.v1.timer import SecondOrStepTimer
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
 from keras_stepcounter.core.rates import STALL_MESSAGE, RateTracker, interval_scalars
-from keras_stepcounter.core.timer import Clock
 from keras_stepcounter.writer import (
     V1ScalarWriter,
     check_output_dir,
@@ -67,8 +66,6 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
             is written.
         tag: Tag of the scalar and the log line (keyword-only), exactly as
             given. Default, as in v1: the global step op's name + `/sec`.
-        clock: Seconds now (keyword-only). Default `time.time()`, looked up
-            when called, as in v1; tests pass a fake one.
 
     Example:
 
@@ -90,18 +87,17 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
         summary_writer: Any = None,
         *,
         tag: Optional[str] = None,
-        clock: Clock = wall_clock,
     ) -> None:
+        _checks.check_every(every_n_steps, every_n_secs, v1_message=True)
         options = RecorderOptions(
             every_n_steps=every_n_steps,
             every_n_secs=every_n_secs,
             tag=DEFAULT_TAG if tag is None else tag,
         )
-        _checks.check_callable("clock", clock, optional=False)
         check_v1_summary_writer(summary_writer)
         self._fixed_tag = tag
         self._timer = SecondOrStepTimer(
-            every_secs=options.every_n_secs, every_steps=options.every_n_steps, clock=clock
+            every_secs=options.every_n_secs, every_steps=options.every_n_steps
         )
         self._rates = RateTracker(self._timer)
         self._sink = V1ScalarWriter(check_output_dir(output_dir), summary_writer)
