@@ -11,12 +11,16 @@ from __future__ import annotations
 from typing import Callable, Optional, Protocol
 
 from keras_stepcounter.core.instruments import Instruments
+from keras_stepcounter.core.ledger_table import ledger_table
 from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, RateTracker, ScalarSink
+from keras_stepcounter.core.tags import LEDGER_TEXT_TAG
 
 
 class RecordSink(ScalarSink, Protocol):
-    """Where a run's records go (the sinks in `writer/`): writes, and a flush
-    at the end of the run."""
+    """Where a run's records go (the sinks in `writer/`): writes, a Markdown
+    text (the ledger's table), and a flush at the end of the run."""
+
+    def write_text(self, step: int, tag: str, markdown: str) -> bool: ...
 
     def flush(self) -> None: ...
 
@@ -89,6 +93,7 @@ class Records:
         scalars = self._instruments.run_ends(self._clock(), None)
         if scalars and last_step is not None:
             self._sink.write(last_step, scalars)
+            self._sink.write_text(last_step, LEDGER_TEXT_TAG, ledger_table(scalars))
 
     def flush(self) -> None:
         self._sink.flush()
