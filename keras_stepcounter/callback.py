@@ -21,6 +21,7 @@ from keras_stepcounter._step_readers import (
 )
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.custom_loops import CustomLoopMethods
+from keras_stepcounter.dashboard import DashboardTags
 from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.ledger import RecordedSteps
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
@@ -185,7 +186,11 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         self._epoch_logs = epoch_logs
         # Last: it creates the directory, which a failed check would leave.
         self._output_dir = check_output_dir(output_dir)
-        self._writer = ScalarWriter(self._output_dir, summary_writer)
+        self._writer = ScalarWriter(
+            self._output_dir,
+            summary_writer,
+            DashboardTags.of(options, step_time_stats=step_time_stats, goodput=goodput),
+        )
         self._recorder = Recorder(
             rates,
             self._writer,

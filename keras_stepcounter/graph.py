@@ -7,9 +7,11 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 
 from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
+from keras_stepcounter.dashboard import DashboardTags
 from keras_stepcounter.graph_trigger import NOT_RECORDED, GraphTrigger
 from keras_stepcounter.writer import check_output_dir, check_summary_writer
 from keras_stepcounter.writer.in_graph import check_not_in_xla, one_op_function
+from keras_stepcounter.writer.summary import write_layout
 
 __all__ = ["GraphStepCounter", "NOT_RECORDED"]
 
@@ -35,6 +37,11 @@ class GraphStepCounter(tf.Module):
     Python's logger). `StepCounter` compares with the last step it read;
     this compares with the baseline step only, as keeping the last step
     seen would cost a variable write on every call.
+
+    With a writer (`output_dir` or `summary_writer`), the counter writes
+    a TensorBoard Custom Scalars layout of its tags there once, when
+    created (with neither, the writer is only known at trace time, and no
+    layout is written).
 
     State lives in `tf.Variable`s and time comes from `tf.timestamp()`: no
     Python, no host round trip, no retracing; the baseline carries over
@@ -118,6 +125,8 @@ class GraphStepCounter(tf.Module):
             if self._owns_writer
             else summary_writer
         )
+        if self._writer is not None:
+            write_layout(self._writer, DashboardTags.of(self.options))
         with self.name_scope:
             self._rule = GraphTrigger(self.options, self._writer, bool(log), name="trigger")
         self._run_trigger = (

@@ -8,6 +8,7 @@ import threading
 import pytest
 from conftest import FakeClock
 
+from keras_stepcounter.core.ledger_table import ledger_table
 from keras_stepcounter.core.rates import RateTracker
 from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
@@ -19,10 +20,14 @@ from keras_stepcounter.core.timer import SecondOrStepTimer
 
 class ListSink:
     def __init__(self):
-        self.records, self.flushes = [], 0
+        self.records, self.texts, self.flushes = [], [], 0
 
     def write(self, step, scalars):
         self.records.append((step, dict(scalars)))
+        return True
+
+    def write_text(self, step, tag, markdown):
+        self.texts.append((step, tag, markdown))
         return True
 
     def flush(self):
@@ -181,6 +186,8 @@ def test_recorder_goodput_ledger_at_the_run_end(fake_clock):
     assert ledger["goodput/step_secs"] == 2.0  # 8 steps after the first.
     assert ledger["goodput/epoch_boundary_secs"] == 1.0
     assert ledger["goodput/fraction"] == 2.0 / 5.25
+    # The same ledger as a table, at the same step, right after it.
+    assert sink.texts == [(9, "goodput/ledger", ledger_table(ledger))]
 
 
 def test_recorder_outside_a_run_raises_and_idle_costs_nothing(fake_clock):

@@ -7,6 +7,7 @@ web page uses.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 import keras_stepcounter
+from keras_stepcounter.dashboard import DashboardTags, layout
 from keras_stepcounter.tools.events import read_scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -154,3 +156,118 @@ def test_tensorboard_shows_the_records(
         assert [wall for wall, _, _ in points] == pytest.approx(
             [r.wall_time for r in written[run]]
         )
+
+
+def _wait_until(server, base_url, path, ready):
+    """Polls `path` until `ready(json)` (TensorBoard loads logs in a
+    background thread, possibly while they are written); returns the json."""
+    deadline = time.monotonic() + START_DEADLINE_S
+    last = None
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"TensorBoard exited with code {server.returncode}")
+        try:
+            last = _get_json(base_url, path)
+            if ready(last):
+                return last
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass  # Not listening yet.
+        time.sleep(0.5)
+    pytest.fail(f"TensorBoard did not serve what {path} should in time; last: {last}")
+
+
+def _table_cells(text):
+    """The cells of the one table in an HTML text, row by row."""
+    rows = re.findall(r"<tr>(.*?)</tr>", text, flags=re.S)
+    return [[re.sub(r"<[^>]+>", "", c).strip()
+             for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, flags=re.S)]
+            for row in rows]
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_the_dashboard_and_the_ledger_table(
+    make_model, tiny_data, tmp_path, tensorboard_server
+):
+    """Custom Scalars: the layouts of two runs (one per sink), merged by the
+    server; every tag a run's layout charts resolves to that run's data.
+    Text: each fit's ledger table, rendered from Markdown."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    x, y = tiny_data
+    settings = {
+        "run1/train": dict(batch_size=4, flops_per_step=1e6, peak_flops_per_sec=1e12,
+                           step_time_stats=True, goodput=True),
+        "run2/train": dict(tag="custom/sec", step_time_stats=True, goodput=True),
+    }
+    tags = {
+        "run1/train": DashboardTags(examples=True, mfu=True, step_time_stats=True,
+                                    goodput=True),
+        "run2/train": DashboardTags(tag="custom/sec", step_time_stats=True, goodput=True),
+    }
+    for run, kwargs in settings.items():
+        run_dir = str(tmp_path / "logs" / run)
+        where = (
+            {"output_dir": run_dir} if run == "run1/train"
+            else {"summary_writer": tf.summary.create_file_writer(run_dir)}
+        )
+        counter = keras_stepcounter.StepCounter(every_n_steps=10, **where, **kwargs)
+        make_model().fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[counter])
+        counter.close()
+
+    server, base_url = tensorboard_server
+    # The ledger table is the last record of each run: all of it is loaded.
+    _wait_until(server, base_url, "/data/plugin/text/tags",
+                lambda found: found == {run: ["goodput/ledger"] for run in settings})
+
+    served = json_format.ParseDict(
+        _get_json(base_url, "/data/plugin/custom_scalars/layout"), layout_pb2.Layout()
+    )
+    run1, run2 = layout(tags["run1/train"]), layout(tags["run2/train"])
+    merged = layout_pb2.Layout()
+    merged.CopyFrom(run1)
+    merged.category[0].chart.extend(c for c in run2.category[0].chart if c not in run1.category[0].chart)
+    assert served == merged
+    assert [c.title for c in served.category[0].chart] == [
+        "steps per second", "examples per second", "mfu (model FLOPs utilization)",
+        "step time (s): p50 within p10-p90", "step time tail (s): p99, max",
+        "goodput (seconds per fit)", "steps per second",
+    ]
+
+    for run, run_tags in tags.items():
+        for chart in layout(run_tags).category[0].chart:
+            if chart.HasField("multiline"):
+                for regex in chart.multiline.tag:
+                    found = _get_json(base_url, "/data/plugin/custom_scalars/scalars",
+                                      run=run, tag=regex)
+                    assert found["regex_valid"], regex
+                    (tag,) = found["tag_to_events"]
+                    assert re.fullmatch(regex, tag)
+                    assert found["tag_to_events"][tag], (run, tag)
+            else:
+                (series,) = chart.margin.series
+                band = [series.value, series.lower, series.upper]
+                # The regex the dashboard's margin chart asks for.
+                regex = "|".join(f"({re.escape(t)})" for t in band)
+                found = _get_json(base_url, "/data/plugin/custom_scalars/scalars",
+                                  run=run, tag=regex)
+                assert sorted(found["tag_to_events"]) == sorted(band)
+                steps = [[s for _, s, _ in found["tag_to_events"][t]] for t in band]
+                written = read_scalars(str(tmp_path / "logs" / run))[series.value]
+                assert steps[0] == steps[1] == steps[2] == [r.step for r in written]
+                assert len(written) == 5  # Every 10 steps, of 60.
+                for _, _, p50 in found["tag_to_events"][series.value]:
+                    assert p50 > 0
+
+    for run in settings:
+        tables = _get_json(base_url, "/data/plugin/text/text", run=run, tag="goodput/ledger")
+        ledger_steps = [r.step for r in read_scalars(str(tmp_path / "logs" / run))
+                        ["goodput/total_secs"]]
+        assert [t["step"] for t in tables] == ledger_steps == [60]
+        cells = _table_cells(tables[0]["text"])
+        assert cells[0] == ["bucket", "seconds", "share"]
+        assert [row[0] for row in cells[1:]] == [
+            "startup", "step", "epoch_boundary", "stall", "recorder", "other", "total"
+        ]
+        assert cells[-1][2] == "100.0%"

@@ -12,13 +12,21 @@ from typing import Dict, Optional, Protocol
 
 from keras_stepcounter.core.instruments import Instruments
 from keras_stepcounter.core.ledger import RecordedSteps, summary_line
+from keras_stepcounter.core.ledger_table import ledger_table
 from keras_stepcounter.core.rates import RateTracker, ScalarSink, tf_logger
-from keras_stepcounter.core.tags import RERUN_STEPS_TAG, STALL_SECS_TAG, TIME_TO_FIRST_STEP_TAG
+from keras_stepcounter.core.tags import (
+    LEDGER_TEXT_TAG,
+    RERUN_STEPS_TAG,
+    STALL_SECS_TAG,
+    TIME_TO_FIRST_STEP_TAG,
+)
 
 
 class RecordSink(ScalarSink, Protocol):
-    """Where a run's records go (the sinks in `writer/`): writes, and a flush
-    at the end of the run."""
+    """Where a run's records go (the sinks in `writer/`): writes, a Markdown
+    text (the ledger's table), and a flush at the end of the run."""
+
+    def write_text(self, step: int, tag: str, markdown: str) -> bool: ...
 
     def flush(self) -> None: ...
 
@@ -107,11 +115,13 @@ class Records:
         return self._rates.timer.last_triggered_step() != baseline
 
     def run_ended(self, last_step: Optional[int], ledger: Dict[str, float]) -> None:
-        """The goodput ledger (if on) at the run's last step."""
+        """The goodput ledger (if on) at the run's last step: its scalars,
+        its Markdown table (TensorBoard's Text tab) and one log line."""
         if not self._instruments.goodput or not ledger or last_step is None:
             return
         tf_logger.info("%s", summary_line(ledger))
         self.write(last_step, ledger)
+        self._sink.write_text(last_step, LEDGER_TEXT_TAG, ledger_table(ledger))
 
     def flush(self) -> None:
         self._sink.flush()

@@ -41,6 +41,9 @@ FRACTION_TAG = GOODPUT_PREFIX + "fraction"
 RERUN_STEPS_TAG = GOODPUT_PREFIX + "rerun_steps"
 # The buckets that add up to TOTAL_TAG, in the order they are written.
 BUCKET_TAGS = (STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, STALL_TAG, RECORDER_TAG, OTHER_TAG)
+# Not a scalar: the ledger of a fit as a Markdown table (TensorBoard's Text
+# tab), written beside the goodput scalars at the same step.
+LEDGER_TEXT_TAG = GOODPUT_PREFIX + "ledger"
 
 TIME_FRAC_PREFIX = "time_frac/"
 

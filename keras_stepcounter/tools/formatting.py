@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
+from keras_stepcounter.core.ledger_table import share_text
 from keras_stepcounter.tools.sections import GoodputLedger, Sections
 from keras_stepcounter.tools.stats import PERCENTILE_METHOD, STALL_FRACTION, number_text
 
@@ -120,9 +121,9 @@ def _goodput_lines(ledgers: Sequence[GoodputLedger]) -> List[str]:
         total = ledger.total_secs
         rows = [["bucket", "seconds", "share"]]
         for name, secs in ledger.buckets.items():
-            rows.append([name[: -len("_secs")], f"{secs:.2f}", _share(secs, total)])
+            rows.append([name[: -len("_secs")], f"{secs:.2f}", share_text(secs, total)])
         if total is not None:
-            rows.append(["total", f"{total:.2f}", _share(total, total)])
+            rows.append(["total", f"{total:.2f}", share_text(total, total)])
         if len(rows) > 1:
             lines += columns(rows, left=1, indent="    ")
         lines += [
@@ -146,10 +147,6 @@ def _fits_text(ledger: GoodputLedger) -> str:
 
 def _count(value: float) -> str:
     return str(value) if isinstance(value, int) else format_number(value)
-
-
-def _share(secs: float, total: Optional[float]) -> str:
-    return f"{100 * secs / total:.1f}%" if total else "-"
 
 
 def _time_frac_lines(found: Sections) -> List[str]:

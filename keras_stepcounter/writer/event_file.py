@@ -12,8 +12,14 @@ from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
+from keras_stepcounter.dashboard import DashboardTags, dashboard_summary
+from keras_stepcounter.summary_protos import text_summary
 from keras_stepcounter.writer._failures import FailureReporter
-from keras_stepcounter.writer.event_records import file_version_record, scalar_record
+from keras_stepcounter.writer.event_records import (
+    file_version_record,
+    scalar_record,
+    summary_record,
+)
 
 # How often (seconds, at most) a record checks that its event file still
 # has a name; see `EventFileSink`. Tests set it to 0 to check every record.
@@ -61,11 +67,17 @@ class EventFileSink:
     False, one `RuntimeWarning` per outage, and writing resumes when it
     works again.
 
+    Given `dashboard`, each file it opens (a reopened one too) starts with
+    the Custom Scalars layout of those tags, at step 0, after the header.
+    `write_text` writes a Markdown text (TensorBoard's Text tab).
+
     Args:
         output_dir: The directory to write the event file in.
         recheck_secs: Seconds between checks that the file still exists;
             default `RECHECK_SECS`.
         clock: Monotonic clock for those checks (tests pass a fake one).
+        dashboard: The tags the counter writes, for its layout; None
+            writes no layout.
     """
 
     def __init__(
@@ -73,8 +85,12 @@ class EventFileSink:
         output_dir: str,
         recheck_secs: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        dashboard: Optional[DashboardTags] = None,
     ) -> None:
         self._output_dir = output_dir
+        self._dashboard = dashboard
+        self._layout = None if dashboard is None else dashboard_summary(dashboard)
         self._local = "://" not in output_dir
         self._recheck_secs = RECHECK_SECS if recheck_secs is None else recheck_secs
         self._clock = clock
@@ -117,6 +133,21 @@ class EventFileSink:
         self._failures.succeeded()
         return True
 
+    def write_text(self, step: int, tag: str, markdown: str) -> bool:
+        """Writes `markdown` as a text summary at `step` and flushes; True if
+        written."""
+        # Not shared with `write`: that is the per-record path, kept a frame
+        # shorter.
+        try:
+            file = self._file_for_record()
+            file.write(summary_record(time.time(), step, text_summary(tag, markdown)))
+            file.flush()
+        except Exception as error:  # Training must go on.
+            self._failures.failed("write", error)
+            return False
+        self._failures.succeeded()
+        return True
+
     def flush(self) -> None:
         if self._file is None:
             return
@@ -138,7 +169,9 @@ class EventFileSink:
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "EventFileSink":
         """A closed sink on the same directory (an open file cannot be copied)."""
-        return EventFileSink(self._output_dir, self._recheck_secs, self._clock)
+        return EventFileSink(
+            self._output_dir, self._recheck_secs, self._clock, dashboard=self._dashboard
+        )
 
     def _file_for_record(self) -> Any:
         if self._file is not None:
@@ -163,6 +196,8 @@ class EventFileSink:
         path = os.path.join(self._output_dir, _file_name())
         file = tf.io.TFRecordWriter(path)
         file.write(file_version_record(time.time()))
+        if self._layout is not None:
+            file.write(summary_record(time.time(), 0, self._layout))
         file.flush()
         self._file, self._path = file, path
         self._next_check = self._clock() + self._recheck_secs

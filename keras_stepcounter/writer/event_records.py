@@ -1,4 +1,4 @@
-"""Serialized `Event` records, byte for byte as `tf.summary.scalar` writes them.
+"""Serialized `Event` records, byte for byte as `tf.summary` writes them.
 
 A scalar record is an `Event` (wall_time = 1, step = 2, summary = 5) whose
 `Summary` holds one value: the tag, a float32 scalar tensor (as
@@ -8,7 +8,9 @@ through the protos and split around those bytes; a record is then the
 packed wall time and step, the prefix, the packed value and the suffix.
 This is about ten times cheaper than building and serializing the protos
 per record, and gives the same bytes (tests/test_event_file_sink.py
-compares them with `tf.summary.scalar`'s).
+compares them with `tf.summary.scalar`'s). The rare other records (the
+dashboard layout, the ledger table) are serialized whole. Built with
+TensorBoard's copies of the protos: no TensorFlow import.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import math
 import struct
 from typing import Dict, Tuple
 
-import tensorflow as tf
-from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
+
+from keras_stepcounter.summary_protos import SCALAR_METADATA
 
 FILE_VERSION = "brain.Event:2"
 WRITER_NAME = "keras_stepcounter"
@@ -35,9 +38,14 @@ _parts_by_tag: Dict[str, Tuple[bytes, bytes]] = {}
 
 def file_version_record(wall_time: float) -> bytes:
     """The header `Event` every event file starts with."""
-    event = tf.compat.v1.Event(wall_time=wall_time, file_version=FILE_VERSION)
+    event = event_pb2.Event(wall_time=wall_time, file_version=FILE_VERSION)
     event.source_metadata.writer = WRITER_NAME
     return event.SerializeToString()
+
+
+def summary_record(wall_time: float, step: int, summary: summary_pb2.Summary) -> bytes:
+    """One `Event` holding `summary` at `step`."""
+    return event_pb2.Event(wall_time=wall_time, step=step, summary=summary).SerializeToString()
 
 
 def scalar_record(wall_time: float, step: int, tag: str, value: float) -> bytes:
@@ -53,14 +61,10 @@ def scalar_record(wall_time: float, step: int, tag: str, value: float) -> bytes:
 
 def _summary_parts(tag: str) -> Tuple[bytes, bytes]:
     """The `summary` field (5) of a scalar event for `tag`, split at the value."""
-    metadata = tf.compat.v1.SummaryMetadata.FromString(
-        scalar_metadata.create_summary_metadata(
-            display_name=None, description=None
-        ).SerializeToString()
-    )
-    event = tf.compat.v1.Event()
+    metadata = summary_pb2.SummaryMetadata.FromString(SCALAR_METADATA)
+    event = event_pb2.Event()
     value = event.summary.value.add(tag=tag, metadata=metadata)
-    value.tensor.dtype = tf.float32.as_datatype_enum
+    value.tensor.dtype = types_pb2.DT_FLOAT
     value.tensor.tensor_shape.SetInParent()  # Present and empty: a scalar.
     value.tensor.tensor_content = _PACK_FLOAT(_SENTINEL)
     serialized = event.SerializeToString()  # Only the summary field is set.

@@ -7,7 +7,8 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 import tensorflow as tf
-from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+from keras_stepcounter.summary_protos import SCALAR_METADATA
 
 try:  # Private, but the only way to see an XLA context at trace time.
     from tensorflow.python.ops.control_flow_util import (
@@ -27,12 +28,6 @@ _XLA_MESSAGE = (
     "its own jit_compile=True tf.function, and call that step and then the "
     "counter from a plain tf.function (or eager) loop."
 )
-
-# What makes TensorBoard show a tensor summary as a scalar.
-_SCALAR_METADATA = scalar_metadata.create_summary_metadata(
-    display_name=None, description=None
-)
-
 
 def write_scalars_in_graph(
     writer: Optional[tf.summary.SummaryWriter], step: tf.Tensor, scalars: Dict[str, Any]
@@ -55,7 +50,7 @@ def write_scalars_in_graph(
                     tag=tag,
                     tensor=tf.cast(value, tf.float32),
                     step=step,
-                    metadata=_SCALAR_METADATA,
+                    metadata=SCALAR_METADATA,
                 )
                 for tag, value in scalars.items()
             ]

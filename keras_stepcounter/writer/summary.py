@@ -1,26 +1,34 @@
 """`ScalarWriter`, the sink of `StepCounter`, and its `tf.summary` path.
 
-Every sink has the same four methods: `open()` (idempotent and cheap when
+Every sink has the same methods: `open()` (idempotent and cheap when
 open), `write(step, scalars) -> bool` (flushed before it returns; False
-when the record was lost, which warned), `flush()` and `close()`.
+when the record was lost, which warned), `write_text(step, tag, markdown)
+-> bool` (the same, for a Markdown text), `flush()` and `close()`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
 import numpy as np
 import tensorflow as tf
-from tensorboard.plugins.scalar import metadata as scalar_metadata
 
+from keras_stepcounter.dashboard import DashboardTags, dashboard_summary
+from keras_stepcounter.summary_protos import SCALAR_METADATA, text_summary
 from keras_stepcounter.writer._failures import FailureReporter
 from keras_stepcounter.writer.event_file import EventFileSink
 
-# What makes TensorBoard show a tensor summary as a scalar; the metadata
-# `tf.summary.scalar` writes.
-_SCALAR_METADATA = scalar_metadata.create_summary_metadata(
-    display_name=None, description=None
-).SerializeToString()
+T = TypeVar("T")
+
+
+def write_layout(writer: Optional[tf.summary.SummaryWriter], dashboard: DashboardTags) -> bool:
+    """Writes the Custom Scalars layout of `dashboard` at step 0 to `writer`
+    (None: the default writer, if any) and flushes; True if written.
+
+    For eager callers outside a `tf.function`; failures are the caller's.
+    """
+    serialized = dashboard_summary(dashboard).SerializeToString()
+    return _with_writer(writer, lambda: _write_raw(0, serialized))
 
 
 class SummarySink:
@@ -31,30 +39,51 @@ class SummarySink:
             closed), or None for the default writer active when a record
             is taken (`with writer.as_default():`); with none active the
             record goes nowhere.
+        dashboard: The tags the counter writes, for its Custom Scalars
+            layout; None writes no layout.
 
     Tags are written exactly as given: `tf.summary.write` with the scalar
     plugin's metadata, which is what `tf.summary.scalar` writes, without
     the prefix of the active `tf.name_scope` that `tf.summary.scalar`
     would add. Values and steps go in as numpy values, not Python numbers,
     which TF would cache as a constant each (memory growing per record).
+    The layout is written once per sink: at the first `open` that finds
+    a writer (the caller's, or a default one active then).
     """
 
-    def __init__(self, summary_writer: Optional[tf.summary.SummaryWriter] = None) -> None:
+    def __init__(
+        self,
+        summary_writer: Optional[tf.summary.SummaryWriter] = None,
+        dashboard: Optional[DashboardTags] = None,
+    ) -> None:
         self._writer = summary_writer
+        self._dashboard = dashboard
+        self._layout_due = dashboard is not None
         self._failures = FailureReporter("summary writer")
 
     def open(self) -> None:
-        """Nothing to open: the writer is the caller's."""
+        """Writes the layout, unless it was written (nothing else to open:
+        the writer is the caller's)."""
+        if not self._layout_due or self._dashboard is None:
+            return
+        try:
+            self._layout_due = not write_layout(self._writer, self._dashboard)
+        except Exception as error:  # Training must go on.
+            self._failures.failed("write", error)
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes and flushes `scalars` at `step`; True if no error came."""
+        return self._written(lambda: self._write_all(step, scalars))
+
+    def write_text(self, step: int, tag: str, markdown: str) -> bool:
+        """Writes and flushes `markdown` as a text summary at `step`; True if
+        no error came."""
+        serialized = text_summary(tag, markdown).SerializeToString()
+        return self._written(lambda: _write_raw(step, serialized))
+
+    def _written(self, write: Callable[[], Any]) -> bool:
         try:
-            if self._writer is None:
-                self._write_all(step, scalars)
-                tf.summary.flush()
-            else:
-                with self._writer.as_default():  # Flushes on exit.
-                    self._write_all(step, scalars)
+            _with_writer(self._writer, write)
         except Exception as error:  # Training must go on.
             self._failures.failed("write", error)
             return False
@@ -63,17 +92,14 @@ class SummarySink:
 
     @staticmethod
     def _write_all(step: int, scalars: Dict[str, float]) -> None:
-        # record_if(True): Keras's TensorBoard callback with an integer
-        # update_freq leaves `record_if(its step % freq == 0)` active around
-        # every batch, which would drop our records.
         step_value = np.asarray(step, np.int64)
-        with tf.summary.record_if(True):
+        with tf.summary.record_if(True):  # See `_write_raw`.
             for tag, value in scalars.items():
                 tf.summary.write(
                     tag,
                     np.asarray(value, np.float32),
                     step=step_value,
-                    metadata=_SCALAR_METADATA,
+                    metadata=SCALAR_METADATA,
                 )
 
     def flush(self) -> None:
@@ -89,7 +115,30 @@ class SummarySink:
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "SummarySink":
         """Shares the caller's writer (a writer cannot be copied)."""
-        return SummarySink(self._writer)
+        return SummarySink(self._writer, self._dashboard)
+
+
+def _with_writer(writer: Optional[tf.summary.SummaryWriter], write: Callable[[], T]) -> T:
+    """`write()` with `writer` as the default (None: the one active), flushed."""
+    if writer is None:
+        written = write()
+        tf.summary.flush()
+        return written
+    with writer.as_default():  # Flushes on exit.
+        return write()
+
+
+def _write_raw(step: int, serialized_summary: bytes) -> bool:
+    """Writes a serialized `Summary` at `step`; False with no default writer."""
+    # record_if(True): Keras's TensorBoard callback with an integer
+    # update_freq leaves `record_if(its step % freq == 0)` active around
+    # every batch, which would drop our records.
+    with tf.summary.record_if(True):
+        return bool(
+            tf.summary.experimental.write_raw_pb(
+                np.asarray(serialized_summary), step=np.asarray(step, np.int64)
+            )
+        )
 
 
 class ScalarWriter:
@@ -100,6 +149,9 @@ class ScalarWriter:
             directly (`EventFileSink`: a record costs microseconds).
         summary_writer: A `tf.summary` writer of the caller's, written
             through `tf.summary` (`SummarySink`); never closed here.
+        dashboard: The tags the counter writes: a Custom Scalars layout
+            of them goes into each event file of its own, or once through
+            `tf.summary`. None writes no layout.
 
     With neither, records go through `tf.summary` to the default writer
     active when they are taken, or nowhere if there is none; the log line
@@ -111,20 +163,27 @@ class ScalarWriter:
         self,
         output_dir: Optional[str] = None,
         summary_writer: Optional[tf.summary.SummaryWriter] = None,
+        dashboard: Optional[DashboardTags] = None,
     ) -> None:
         self.sink: Union[EventFileSink, SummarySink] = (
-            EventFileSink(output_dir)
+            EventFileSink(output_dir, dashboard=dashboard)
             if output_dir and summary_writer is None
-            else SummarySink(summary_writer)
+            else SummarySink(summary_writer, dashboard)
         )
 
     def open(self) -> None:
-        """Opens the event file, if there is one and it is not open."""
+        """Opens the event file, if there is one and it is not open (and
+        writes the layout where it is due)."""
         self.sink.open()
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes and flushes `scalars` at `step`; True if they were written."""
         return self.sink.write(step, scalars)
+
+    def write_text(self, step: int, tag: str, markdown: str) -> bool:
+        """Writes and flushes `markdown` under `tag` at `step` (TensorBoard's
+        Text tab); True if it was written."""
+        return self.sink.write_text(step, tag, markdown)
 
     def flush(self) -> None:
         self.sink.flush()
@@ -132,4 +191,3 @@ class ScalarWriter:
     def close(self) -> None:
         """Flushes, and closes the event file if this object opened one."""
         self.sink.close()
-

@@ -52,6 +52,11 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
     that goes back records nothing for that interval and warns once; bad
     arguments fail here rather than during training.
 
+    Unlike `StepCounter`, it writes no TensorBoard Custom Scalars layout:
+    v1's `FileWriter` for `output_dir` is shared by every v1 writer of the
+    process there, so the event file is not the hook's own, and the hook
+    writes one scalar, which the Scalars tab already shows as one chart.
+
     Args:
         every_n_steps: Record every N global steps. Default 100.
         every_n_secs: Record every N seconds instead (pass

@@ -1,0 +1,54 @@
+"""One fit's goodput ledger as a Markdown table, and the share formula.
+
+A line chart shows the ledger, one point per fit, as a lone dot per bucket;
+a table reads better. The counter writes this table through TensorBoard's
+text plugin beside the ledger's scalars, and the report prints the same
+columns, with the same share formula, from the scalars it reads back.
+Plain Python, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from typing import List, Mapping, Optional
+
+from keras_stepcounter.core.tags import BUCKET_TAGS, TOTAL_TAG, bucket_name
+
+
+def share_text(secs: float, total: Optional[float]) -> str:
+    """`secs` as a percentage of `total` (`"12.5%"`), or `"-"` without a total."""
+    return f"{100 * secs / total:.1f}%" if total else "-"
+
+
+def ledger_table(scalars: Mapping[str, float]) -> str:
+    """The ledger of one fit as a Markdown table: bucket, seconds, share.
+
+    Args:
+        scalars: The ledger's scalars, keyed by their tags
+            (`goodput/step_secs`, ..., `goodput/total_secs`); other keys
+            are ignored.
+
+    Returns:
+        One row per bucket present, in the ledger's order, then the total.
+
+    Example:
+
+    ```python
+    ledger_table({"goodput/step_secs": 3.0, "goodput/total_secs": 4.0})
+    # | bucket | seconds | share |
+    # |:--|--:|--:|
+    # | step | 3.00 | 75.0% |
+    # | **total** | 4.00 | 100.0% |
+    ```
+    """
+    total = scalars.get(TOTAL_TAG)
+    rows: List[str] = ["| bucket | seconds | share |", "|:--|--:|--:|"]
+    for tag in BUCKET_TAGS:
+        if tag in scalars:
+            rows.append(_row(bucket_name(tag), scalars[tag], total))
+    if total is not None:
+        rows.append(_row("**total**", total, total))
+    return "\n".join(rows)
+
+
+def _row(name: str, secs: float, total: Optional[float]) -> str:
+    return f"| {name} | {secs:.2f} | {share_text(secs, total)} |"
