@@ -183,14 +183,18 @@ class RateTracker:
             return None
         return elapsed_steps, elapsed_secs, examples
 
-    def record(self, sink: ScalarSink, step: int, scalars: Dict[str, float]) -> None:
-        """Writes `scalars` at `step`, logs the v1 line, and restarts the clock.
+    def record(
+        self, sink: ScalarSink, step: int, scalars: Dict[str, float], log: bool = True
+    ) -> None:
+        """Writes `scalars` at `step`, logs the v1 line (unless `log` is
+        False), and restarts the clock.
 
         Recording is not training: the next interval starts once the
         record is written, flushed and logged (SPEC section 3).
         """
         sink.write(step, scalars)
-        log_rate(self.tag, scalars[self.tag])
+        if log:
+            log_rate(self.tag, scalars[self.tag])
         self.timer.restart_clock()
 
     def scalars(

@@ -123,6 +123,18 @@ class Recorder:
         self.stretch_rate = None
         self.instruments.stop()
 
+    def set_writing(self, writing: bool) -> None:
+        """Whether this process writes and logs the records (after `begin_run`).
+
+        Not the job's writer (a worker that is not the chief, a JAX process
+        other than 0): nothing is written and no rate or ledger line is
+        logged. With a stall watchdog the run still times every batch end,
+        so each process warns of its own stalls; without one it goes idle.
+        """
+        self._records.writing = writing
+        if not writing and self.instruments.watchdog is None:
+            self.go_idle()
+
     @property
     def idle(self) -> bool:
         return self._calls_until_read == math.inf and self._deadline == math.inf

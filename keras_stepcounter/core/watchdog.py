@@ -73,6 +73,10 @@ class StallWatchdog:
             reported; must be cheap and thread-safe (e.g. set a flag).
         clock: The clock `last_progress` times come from.
         logger: Where the warning and the resume line go.
+        process: Names this process in both lines ("JAX process 1 of 2"),
+            so the logs of a job of several processes tell the one stuck
+            in its own code from those waiting on it; None in a single
+            process. Also an attribute, set again at each run.
 
     Example:
 
@@ -96,6 +100,7 @@ class StallWatchdog:
         on_stall: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.perf_counter,
         logger: logging.Logger = tf_logger,
+        process: Optional[str] = None,
     ) -> None:
         checked = check_stall_secs(stall_secs)
         if checked is None:
@@ -107,6 +112,7 @@ class StallWatchdog:
         self._on_stall = on_stall
         self._clock = clock
         self._logger = logger
+        self.process = process
         # Guards the stall state between `poll` (watchdog thread) and
         # `end_stall` (training thread, only after a stall is reported).
         self._lock = threading.Lock()
@@ -189,8 +195,9 @@ class StallWatchdog:
         if step is None:
             step = self._last_step()
         self._logger.info(
-            "keras_stepcounter: training resumed after a %.1f s stall, "
+            "keras_stepcounter: training resumed%s after a %.1f s stall, "
             "at global step %s.",
+            self._in_process(),
             seconds,
             step,
         )
@@ -210,14 +217,18 @@ class StallWatchdog:
 
     def _warn(self, waited: float, threshold: float) -> None:
         self._logger.warning(
-            "keras_stepcounter: no training step has ended for %.1f s "
+            "keras_stepcounter: no training step has ended%s for %.1f s "
             "(stall_secs: %.1f); last global step read: %s. "
             "Stack of the training thread (most recent call last):\n%s",
+            self._in_process(),
             waited,
             threshold,
             self._last_step(),
             self._training_stack(),
         )
+
+    def _in_process(self) -> str:
+        return f" in {self.process}" if self.process else ""
 
     def _training_stack(self) -> str:
         # sys._current_frames() is the standard library's only way to read
