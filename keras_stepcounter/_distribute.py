@@ -1,19 +1,25 @@
-"""Who writes under `tf.distribute`: only the chief of a multi-worker job.
+"""Who writes in a job of several processes, and what each process is called.
 
-Decided once per `fit` (or `track`), from what the process already knows:
-no collective call, nothing on the per-batch path. A process that is not
-the chief says so, and why, in one warning each time it is decided.
+One writer per job: under `tf.distribute`, the chief of a multi-worker job;
+across JAX processes (`jax.distributed` with `keras.distribution`), process
+0. Decided once per `fit` (or `track`), from what the process already
+knows: no collective call, nothing on the per-batch path. A process that is
+not the writer says so, and why, in one warning each time it is decided.
+Every process still runs its own stall watchdog, whose lines name the
+process (`process_label`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import tensorflow as tf
 
+from keras_stepcounter._step_readers import keras
 from keras_stepcounter.core.rates import tf_logger
 
 # Task types that are the chief of their job: "master" is the Estimator-era
@@ -24,7 +30,8 @@ _CHIEF_TASK_TYPES = ("chief", "master", "evaluator")
 
 _NOT_CHIEF_WARNING = (
     "keras_stepcounter: this process is not the chief of its job (%s), so "
-    "the step counter records nothing here: no event file, no log line. "
+    "the step counter records nothing here: no event file, no rate or "
+    "goodput line (with stall_secs, its stall watchdog still warns here). "
     "The chief records the global steps/sec for the whole job."
 )
 
@@ -46,8 +53,9 @@ class ChiefDecision:
 def is_chief(model: Any = None) -> bool:
     """Whether this process writes and logs records; warns once if not.
 
-    False only in a multi-worker job on a worker that is not the chief:
-    when the model's `tf.distribute` strategy (or the strategy in scope)
+    False only in a job of several processes on one that is not the chief:
+    a JAX process other than 0 (`jax.process_index()`, when
+    `jax.process_count() > 1`); or when the model's `tf.distribute` strategy (or the strategy in scope)
     says it should not save summaries (`MultiWorkerMirroredStrategy` on a
     non-chief worker), or when `TF_CONFIG` names this task as such a worker
     (custom loops driven outside `strategy.scope()`). Everything else,
@@ -63,6 +71,14 @@ def is_chief(model: Any = None) -> bool:
 
 def chief_decision(model: Any = None) -> ChiefDecision:
     """`is_chief`'s decision and its reason, without logging."""
+    jax_job = jax_process()
+    if jax_job is not None:
+        index, count = jax_job
+        if index != 0:
+            return ChiefDecision(
+                False, f"it is JAX process {index} of {count}; process 0 writes"
+            )
+        return ChiefDecision(True, f"JAX process 0 of {count}")
     strategy = _strategy_of(model)
     if not _strategy_says_chief(strategy):
         return ChiefDecision(
@@ -108,28 +124,90 @@ def tf_config_decision(tf_config: Optional[str]) -> ChiefDecision:
     """
     if not tf_config:
         return ChiefDecision(True, "no TF_CONFIG: a single process")
-    try:
-        config = json.loads(tf_config)
-        task = config.get("task") or {}
-        task_type = task.get("type")
-        task_id = int(task.get("index", 0))
-        cluster = config.get("cluster") or {}
-    except (ValueError, TypeError, AttributeError):
+    task = _tf_config_task(tf_config)
+    if task is None:
         return ChiefDecision(True, "TF_CONFIG cannot be read: taken as a single process")
+    task_type, task_id, cluster = task
     if task_type is None:
         return ChiefDecision(True, "TF_CONFIG names no task: a single process")
     if task_type in _CHIEF_TASK_TYPES:
         return ChiefDecision(True, f'TF_CONFIG names this task "{task_type}"')
     chief_types = [name for name in ("chief", "master") if name in cluster]
-    task = f'TF_CONFIG names this task "{task_type}" {task_id}'
+    named = f'TF_CONFIG names this task "{task_type}" {task_id}'
     if task_type != "worker":
-        return ChiefDecision(False, f"{task}, which is never the chief")
+        return ChiefDecision(False, f"{named}, which is never the chief")
     if chief_types:
         return ChiefDecision(
-            False, f'{task}, and the cluster\'s chief is its "{chief_types[0]}" task'
+            False, f'{named}, and the cluster\'s chief is its "{chief_types[0]}" task'
         )
     if task_id != 0:
         return ChiefDecision(
-            False, f'{task}; with no "chief" task in the cluster, worker 0 is the chief'
+            False, f'{named}; with no "chief" task in the cluster, worker 0 is the chief'
         )
-    return ChiefDecision(True, f'{task}; with no "chief" task, worker 0 is the chief')
+    return ChiefDecision(True, f'{named}; with no "chief" task, worker 0 is the chief')
+
+
+def _tf_config_task(tf_config: str) -> Optional[Tuple[Optional[str], int, Dict[str, Any]]]:
+    """(task type, task index, cluster) from a `TF_CONFIG` value; None if
+    it cannot be read."""
+    try:
+        config = json.loads(tf_config)
+        task = config.get("task") or {}
+        cluster = config.get("cluster") or {}
+        return task.get("type"), int(task.get("index", 0)), dict(cluster)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def process_label() -> Optional[str]:
+    """This process's name in a job of several processes; None in one process.
+
+    "JAX process 1 of 2" across JAX processes (the index is
+    `jax.process_index()`), else the task `TF_CONFIG` names in a cluster of
+    more than one task, as "worker 1 (TF_CONFIG)". The stall watchdog puts
+    it in its lines, so each line of a job's logs says where it comes from.
+    """
+    jax_job = jax_process()
+    if jax_job is not None:
+        return f"JAX process {jax_job[0]} of {jax_job[1]}"
+    task = _tf_config_task(os.environ.get("TF_CONFIG") or "")
+    if task is None or task[0] is None:
+        return None
+    task_type, task_id, cluster = task
+    tasks = sum(len(tasks) for tasks in cluster.values() if isinstance(tasks, (list, dict)))
+    return f"{task_type} {task_id} (TF_CONFIG)" if tasks > 1 else None
+
+
+def jax_process() -> Optional[Tuple[int, int]]:
+    """(index, count) of this process in a JAX job of several processes.
+
+    None when there is one process, or when JAX is not what trains. JAX is
+    asked only when it is already imported (the counter never imports it)
+    and in use: Keras runs on JAX, or `jax.distributed` was initialized.
+    Asking otherwise would start JAX's backends in a TensorFlow job (on a
+    GPU, JAX would claim most of its memory). `jax.process_count()` and
+    `jax.process_index()` are local facts, not collectives.
+    """
+    jax = sys.modules.get("jax")
+    if jax is None or not (_keras_on_jax() or _jax_distributed_initialized(jax)):
+        return None
+    try:
+        count, index = int(jax.process_count()), int(jax.process_index())
+    except Exception:  # A JAX without backends: not a job to split.
+        return None
+    return (index, count) if count > 1 else None
+
+
+def _keras_on_jax() -> bool:
+    try:
+        return bool(keras.backend.backend() == "jax")
+    except Exception:  # tf_keras without backend(): TensorFlow.
+        return False
+
+
+def _jax_distributed_initialized(jax: Any) -> bool:
+    is_initialized = getattr(getattr(jax, "distributed", None), "is_initialized", None)
+    try:
+        return bool(is_initialized()) if callable(is_initialized) else False
+    except Exception:
+        return False

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterator, Optional
 
 import tensorflow as tf
 
-from keras_stepcounter._distribute import is_chief
+from keras_stepcounter._distribute import is_chief, process_label
 from keras_stepcounter._step_readers import (
     StepReader,
     iterations_reader,
@@ -115,7 +115,9 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             (the stall's length, from the last step end before it to the
             first after it) is written at that step. Epoch boundaries are
             not stalls. The watchdog ends with its fit, also when the fit
-            raised.
+            raised. In a job of several processes each process warns of
+            its own stalls, naming itself; only the writing process
+            writes `stall_secs`.
         goodput: At the end of each `fit`, write where its time went:
             `goodput/total_secs`, `/startup_secs`, `/step_secs`,
             `/epoch_boundary_secs`, `/stall_secs`, `/recorder_secs`,
@@ -132,8 +134,11 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     model.fit(x, y, epochs=3, callbacks=[counter])
     ```
 
-    Under `tf.distribute`, steps and `batch_size` are global (all replicas);
-    under `MultiWorkerMirroredStrategy` only the chief writes and logs.
+    Under `tf.distribute` and across JAX processes, steps and `batch_size`
+    are global (all replicas); in a job of several processes only one
+    writes and logs (the chief of `MultiWorkerMirroredStrategy`, JAX
+    process 0), while every process runs its own stall watchdog, whose
+    lines name the process.
 
     `async_safe` is False: the clock must be read at the end of each batch,
     on the training thread. Keras on JAX runs batch callbacks on a thread
@@ -184,6 +189,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         )
         self._tag = tag
         self._epoch_logs = epoch_logs
+        self._writes = True  # This process writes (decided at each run).
         # Last: it creates the directory, which a failed check would leave.
         self._output_dir = check_output_dir(output_dir)
         self._writer = ScalarWriter(
@@ -234,7 +240,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     def on_epoch_end(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self._recorder.pause_steps()
         rate = self._recorder.stretch_rate
-        if rate is not None and self._epoch_logs and logs is not None:
+        if rate is not None and self._epoch_logs and logs is not None and self._writes:
             logs[EPOCH_LOG_KEY] = rate
 
     def on_train_batch_end(
@@ -266,10 +272,10 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
                 calls_per_update=reader.calls_per_update,
             )
         )
-        if not is_chief(self.model):
-            self._recorder.go_idle()
-            return
-        self._writer.open()
+        self._writes = is_chief(self.model)
+        self._recorder.set_writing(self._writes, process_label())
+        if self._writes:
+            self._writer.open()
 
     def _highest_recorded_step(self) -> Optional[int]:
         """The highest step in the counters' own event files in `output_dir`

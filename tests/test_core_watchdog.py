@@ -124,9 +124,11 @@ def test_the_process_is_named_in_both_lines(fake_clock, tf_log):
     watchdog.poll()
     watchdog.log_resumed(2.0, 6)
     assert _warnings(tf_log)[0].startswith(
-        "keras_stepcounter (JAX process 1 of 2): no training step has ended")
-    assert _infos(tf_log)[0].startswith(
-        "keras_stepcounter (JAX process 1 of 2): training resumed")
+        "keras_stepcounter: no training step has ended in JAX process 1 of 2 for 2.0 s "
+        "(stall_secs: 1.0); training is at global step 5. Stack of the training thread")
+    assert _infos(tf_log)[0] == (
+        "keras_stepcounter: training resumed in JAX process 1 of 2 after a 2.0 s stall, "
+        "at global step 6.")
 
 
 def test_a_new_stall_after_progress_is_reported_again(fake_clock, tf_log):

@@ -188,15 +188,19 @@ class RateTracker:
             return None
         return elapsed_steps, elapsed_secs, examples
 
-    def record(self, sink: ScalarSink, step: int, scalars: Dict[str, float]) -> None:
-        """Writes `scalars` at `step` and logs the v1 line.
+    def record(
+        self, sink: ScalarSink, step: int, scalars: Dict[str, float], log: bool = True
+    ) -> None:
+        """Writes `scalars` at `step` and logs the v1 line (unless `log` is
+        False: a process that is not its job's writer).
 
         Recording is not training: the caller leaves the time this takes
         out of the next interval (`StepCounter`'s timeline books it as the
         counter's work; the v1 hook restarts its timer's clock).
         """
         sink.write(step, scalars)
-        log_rate(self.tag, scalars[self.tag])
+        if log:
+            log_rate(self.tag, scalars[self.tag])
 
     def scalars(
         self, elapsed_steps: int, elapsed_secs: float, examples: float = 0.0

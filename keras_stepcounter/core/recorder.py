@@ -173,6 +173,21 @@ class Recorder:
         self.stretch_rate = None
         self.instruments.stop()
 
+    def set_writing(self, writing: bool, process: Optional[str] = None) -> None:
+        """Whether this process writes and logs the records (after
+        `begin_run`), and its name in a job of several (`process`).
+
+        Not the job's writer (a worker that is not the chief, a JAX process
+        other than 0): nothing is written and no rate or ledger line is
+        logged. With a stall watchdog the run still times every batch end,
+        so each process warns of its own stalls; without one it goes idle.
+        """
+        self._records.writing = writing
+        if self._watchdog is not None:
+            self._watchdog.process = process
+        if not writing and (self._watchdog is None or not self._watchdog.warns):
+            self.go_idle()
+
     @property
     def idle(self) -> bool:
         return self._idle

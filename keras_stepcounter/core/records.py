@@ -46,6 +46,10 @@ class Records:
         stall_scalars: Write `stall_secs` when a stall ends (the watchdog
             was asked for, not only the ledger).
 
+    `writing` False (a process that is not its job's writer): every read
+    and timing goes on, so the stall watchdog works, but nothing is
+    written, and no rate or ledger line is logged.
+
     Example:
 
     ```python
@@ -70,16 +74,19 @@ class Records:
         self._recorded = recorded
         self._stall_scalars = stall_scalars
         self.typical_step_secs: Optional[float] = None
+        self.writing = True
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes `scalars` at `step` (every record of a run comes here)."""
+        if not self.writing:
+            return True
         if self._recorded is not None:
             self._recorded.wrote(step)
         return self._sink.write(step, scalars)
 
     def run_started(self, step: int) -> None:
         """The run's first step was read: re-run steps, if any."""
-        if self._recorded is None:
+        if self._recorded is None or not self.writing:
             return
         rerun = self._recorded.rerun_steps(step)
         if rerun is None:
@@ -111,13 +118,15 @@ class Records:
             self.typical_step_secs = elapsed_secs / elapsed_steps
             scalars = self._rates.scalars(*interval)
             scalars.update(self._instruments.at_record(elapsed_secs, now))
-            self._rates.record(self, step, scalars)
+            self._rates.record(self, step, scalars, log=self.writing)
         return self._rates.timer.last_triggered_step() != baseline
 
     def run_ended(self, last_step: Optional[int], ledger: Dict[str, float]) -> None:
         """The goodput ledger (if on) at the run's last step: its scalars,
         its Markdown table (TensorBoard's Text tab) and one log line."""
         if not self._instruments.goodput or not ledger or last_step is None:
+            return
+        if not self.writing:  # The writer logs the job's ledger.
             return
         tf_logger.info("%s", summary_line(ledger))
         self.write(last_step, ledger)

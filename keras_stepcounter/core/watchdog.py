@@ -137,14 +137,31 @@ class StallWatchdog:
         self._on_stall = on_stall
         self._clock = clock
         self._logger = logger
+        self._who = "keras_stepcounter"
         self._warn_on = warn
-        self._who = "keras_stepcounter" if process is None else f"keras_stepcounter ({process})"
+        self.process = process
         self._lock = threading.Lock()
         self._reported: Optional[float] = None
         self._pending: Optional[float] = None
         self._watch: Optional[_Watch] = None
         self._thread: Optional[threading.Thread] = None
         self._start_failure_said = False
+
+    @property
+    def process(self) -> Optional[str]:
+        """This process's name in a job of several, for the lines; or None."""
+        return self._process
+
+    @process.setter
+    def process(self, process: Optional[str]) -> None:
+        self._process = process
+        self._in_process = "" if process is None else f" in {process}"
+
+    @property
+    def warns(self) -> bool:
+        """Logs its warning and resume line (else it finds stalls for the
+        ledger alone)."""
+        return self._warn_on
 
     @property
     def running(self) -> bool:
@@ -235,16 +252,16 @@ class StallWatchdog:
     def log_resumed(self, seconds: float, step: Optional[int]) -> None:
         if self._warn_on:
             self._logger.info(
-                "%s: training resumed after a %.1f s stall, at global step %s.",
-                self._who, seconds, step,
+                "%s: training resumed%s after a %.1f s stall, at global step %s.",
+                self._who, self._in_process, seconds, step,
             )
 
     def log_stall_at_pause(self, seconds: float) -> None:
         if self._warn_on:
             self._logger.info(
-                "%s: the %.1f s without a step ended at an epoch end (or a "
+                "%s: the %.1f s without a step%s ended at an epoch end (or a "
                 "paused() block); it is counted as epoch-boundary time, not "
-                "as a stall.", self._who, seconds,
+                "as a stall.", self._who, seconds, self._in_process,
             )
 
     # The watchdog thread. --------------------------------------------------
@@ -280,9 +297,10 @@ class StallWatchdog:
 
     def _warn(self, waited: float, watch: Optional[_Watch]) -> None:
         self._logger.warning(
-            "%s: no training step has ended for %.1f s (stall_secs: %.1f); "
+            "%s: no training step has ended%s for %.1f s (stall_secs: %.1f); "
             "%s. Stack of the training thread (most recent call last):\n%s",
             self._who,
+            self._in_process,
             waited,
             self.threshold_secs(),
             self._step_text(),
