@@ -10,7 +10,8 @@ recorded interval is known independently of the counter:
                 recorder's own work - epoch-boundary gaps inside)
 
 which is what the package promises to record: training time only, with
-its own writing and the time between epochs left out. The epoch length is
+its own writing and the time between epochs (from the end of an epoch's
+last batch) left out. The epoch length is
 chosen so a record lands on the last step of the first epoch, and the next
 interval spans the epoch boundary.
 
@@ -119,17 +120,18 @@ class _Timestamps:
         """Training steps per second over (from_step, to_step], and whether
         the interval spans an epoch boundary.
 
-        The rule the counter documents: the clock pauses from its first hook
-        after an epoch's last batch (here `on_epoch_end`, stamped by the
-        callback right after it) to its first hook of the next epoch's first
-        batch. What Keras does between the last batch's callbacks and
-        `on_epoch_end` (the epoch's final, failing fetch, the metrics'
-        results) is in the interval: `keras_epoch_end_secs` measures it.
+        The rule the counter documents: the clock pauses from the end of an
+        epoch's last batch as the counter saw it (its `on_train_batch_end`,
+        stamped by the callback right after it) to its first hook of the
+        next epoch's first batch. What Keras does after the last batch's
+        callbacks and before `on_epoch_end` (the epoch's final, failing
+        fetch, the metrics' results) is in the pause too:
+        `keras_epoch_end_secs` measures it.
         """
         seconds = self.end_before[to_step] - self.end_after[from_step]
         boundaries = [s for s in self.epoch_last_steps if from_step <= s < to_step]
         for last in boundaries:
-            seconds -= self.begin_after[last + 1] - self.epoch_end_after[last]
+            seconds -= self.begin_after[last + 1] - self.end_after[last]
         return (to_step - from_step) / seconds, bool(boundaries)
 
     def keras_epoch_end_secs(self) -> List[float]:
@@ -143,7 +145,7 @@ def _rows(within, across, every: int, rounds: int, keras_gaps: List[float]) -> L
         ("within an epoch", within),
         (
             f"across an epoch end with {EPOCH_END_SLEEP_S:.1f} s of epoch-end work "
-            f"(Keras's own work before on_epoch_end, counted: median "
+            f"(Keras's own work before on_epoch_end, left out: median "
             f"{median(keras_gaps) * 1e3:.1f} ms an epoch)",
             across,
         ),

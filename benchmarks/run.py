@@ -33,6 +33,7 @@ from benchmarks import (  # noqa: E402
     graph_step_counter,
     hot_path,
     in_place,
+    rerun_read,
     sink,
     step_read,
     v1_hook,
@@ -48,6 +49,7 @@ BENCHMARKS = {
     "graph": graph_step_counter,
     "v1_hook": v1_hook,
     "accuracy": accuracy,
+    "rerun_read": rerun_read,
 }
 
 

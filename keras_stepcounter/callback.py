@@ -84,7 +84,10 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             the time, if any, and always to the log.
         tag: Tag of the steps/sec scalar, exactly as given. Default
             `"global_step/sec"`.
-        batch_size: Global examples per step; adds the scalar `examples/sec`.
+        batch_size: Global examples per batch; adds the scalar
+            `examples/sec`: steps/sec times `batch_size`, times the
+            optimizer's `gradient_accumulation_steps` when it accumulates
+            (a step is an applied update, made of that many batches).
         count_fn: `count_fn(logs) -> number` of examples (or tokens) in a
             batch, from the batch logs; adds `examples/sec`. Called on every
             batch, so keep it cheap.
@@ -94,9 +97,11 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         time_to_first_step: Record, once per `fit`, the seconds from
             `on_train_begin` to the end of the first step (tracing and
             compiling included) as the scalar `time_to_first_step`.
-        pause_between_epochs: Do not count the time from the end of an
-            epoch's steps to the start of the next epoch's first batch.
-            Default True.
+        pause_between_epochs: Leave out the time from the end of an
+            epoch's last batch to the start of the next epoch's first
+            batch, in every instrument (rate, step times, the ledger's
+            `epoch_boundary`, the watchdog). Default True; False counts it
+            as steps in all of them.
         epoch_logs: Add the epoch's mean rate to the epoch logs as
             `steps_per_sec` (progress bar, `History`, `CSVLogger` placed
             after this callback). Default True.
@@ -104,8 +109,8 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             or callable instead of `model.optimizer.iterations`.
         steps_per_call: Most global steps one batch callback can cover.
             Default: the model's `steps_per_execution`, else 1.
-        step_time_stats: At each record, also write `step_time/p50`,
-            `/p90`, `/p99` and `/max`: the time of each step of the
+        step_time_stats: At each record, also write `step_time/p10`,
+            `/p50`, `/p90`, `/p99` and `/max`: the time of each step of the
             interval, in seconds, from the batch-end clock reads (a call
             covering k batches counts as k steps of 1/k its time).
         stall_secs: Seconds without a step end after which a watchdog
