@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from types import FrameType
 from typing import Any, Callable, Dict, Optional
 
 from keras_stepcounter.core.instruments import Instruments
@@ -108,7 +107,6 @@ class Recorder:
             self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
         self._batches_per_call = 1
         self._source = RunSource(read=lambda: 0)
-        self._anchor: Optional[FrameType] = None
         self._last_read_step: Optional[int] = None
         self._calls_since_read = 0
         self._calls_until_read: float = 1
@@ -144,11 +142,6 @@ class Recorder:
         self._batches_per_call = source.batches_per_call
         self._schedule.steps_per_call = source.steps_per_call
         self._reads.start(source.read)
-        # The frame that started the run (`fit`, a custom loop): the
-        # watchdog's sign that the run is still on (Keras skips
-        # on_train_end when fit raises). sys._getframe is CPython's and
-        # PyPy's way to get it; nothing public gives a caller's frame.
-        self._anchor = run_anchor(sys._getframe(1))
         now = self._clock()
         self._timeline.begin_run(now)
         self._run_start_step: Optional[int] = None
@@ -265,7 +258,6 @@ class Recorder:
     def _leave_run(self) -> None:
         # Outside a run, the first batch end reads, and finds no reader.
         self.go_idle()
-        self._anchor = None
         self._reads.stop()
         self._idle = False
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
@@ -324,7 +316,13 @@ class Recorder:
         self._timeline.first_step_end(now, step)
         self._records.first_step_done(step, now - self._timeline.run_begin)
         if self._watchdog is not None:
-            self._watchdog.start(threading.get_ident(), self._anchor)
+            # The frame running the loop that called us (`fit`, a custom
+            # loop's function): the watchdog's sign that the run is still on
+            # (Keras skips on_train_end when fit raises). Found here, not
+            # kept: holding it longer would keep fit's data alive after it
+            # raised. sys._getframe is CPython's and PyPy's way to get it;
+            # nothing public gives a caller's frame.
+            self._watchdog.start(threading.get_ident(), run_anchor(sys._getframe(1)))
 
     def _end_stall(self, now: float, step: int) -> None:
         """Books a stall the watchdog found, if this batch end ended it."""
