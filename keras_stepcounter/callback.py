@@ -29,7 +29,7 @@ from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
 from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
-from keras_stepcounter.writer import ScalarWriter, check_output_dir, check_summary_writer
+from keras_stepcounter.writer import ScalarWriter, check_writer_arguments
 from keras_stepcounter.writer.event_file import highest_own_step
 
 EPOCH_LOG_KEY = "steps_per_sec"
@@ -184,7 +184,6 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             _checks.check_bool(name, self._settings[name])
         self._clock = clock = _NEW_COUNTER_CLOCK.get()
         stall_secs = check_stall_secs(stall_secs)
-        check_summary_writer(summary_writer)
         self._step_source = None if step_source is None else step_source_reader(step_source)
         self._steps_per_call = _checks.check_optional_positive_int(
             "steps_per_call", steps_per_call
@@ -195,8 +194,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         self._tag = tag
         self._epoch_logs = epoch_logs
         self._writes = True  # This process writes (decided at each run).
-        # Last: it creates the directory, which a failed check would leave.
-        self._output_dir = check_output_dir(output_dir)
+        self._output_dir = check_writer_arguments(output_dir, summary_writer)
         self._writer = ScalarWriter(
             self._output_dir,
             summary_writer,

@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
 from keras_stepcounter.dashboard import DashboardTags
 from keras_stepcounter.graph_trigger import NOT_RECORDED, GraphTrigger
-from keras_stepcounter.writer import check_output_dir, check_summary_writer
+from keras_stepcounter.writer import check_writer_arguments, opens_own_writer
 from keras_stepcounter.writer.in_graph import check_not_in_xla, one_op_function
 from keras_stepcounter.writer.summary import write_layout
 
@@ -117,9 +117,8 @@ class GraphStepCounter(tf.Module):
             )
         self.options = RecorderOptions.pick(locals())
         self.tag = self.options.tag
-        check_summary_writer(summary_writer)
-        output_dir = check_output_dir(output_dir)
-        self._owns_writer = summary_writer is None and output_dir is not None
+        output_dir = check_writer_arguments(output_dir, summary_writer)
+        self._owns_writer = opens_own_writer(output_dir, summary_writer)
         self._writer = (
             tf.summary.create_file_writer(output_dir)
             if self._owns_writer

@@ -4,13 +4,15 @@
 examples/sec, mfu); it uses only arithmetic operators, so it gives Python
 floats for `StepCounter` and the v1 hook, and graph tensors for
 `GraphStepCounter`. `RateTracker` turns "the global step is now N" into
-those scalars, using a `SecondOrStepTimer` for the when.
+a due interval and those scalars, using a `SecondOrStepTimer` for the
+when; `RateTracker.record_if_due` is the one step from a read to a record
+that `StepCounter` and the v1 hook share.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from keras_stepcounter.core.options import RecorderOptions, mfu_per_step_rate
 from keras_stepcounter.core.tags import (
@@ -26,6 +28,7 @@ __all__ = [
     "EXAMPLES_TAG",
     "MFU_TAG",
     "TIME_TO_FIRST_STEP_TAG",
+    "IntervalRecord",
     "RateTracker",
     "ScalarSink",
     "interval_scalars",
@@ -82,6 +85,11 @@ def interval_scalars(
     if mfu_per_step_rate is not None:
         values[MFU_TAG] = steps_per_sec * mfu_per_step_rate
     return values
+
+
+# What `RateTracker.record_if_due` hands a due interval to:
+# `record(step, elapsed_steps, elapsed_secs, examples)`.
+IntervalRecord = Callable[[int, int, float, float], None]
 
 
 class ScalarSink(Protocol):
@@ -169,6 +177,23 @@ class RateTracker:
         interval = self.interval(step, now)
         return None if interval is None else self.scalars(*interval)
 
+    def record_if_due(
+        self, step: int, record: IntervalRecord, now: Optional[float] = None
+    ) -> bool:
+        """Applies the trigger rules at `step` and, when a record is due,
+        hands its interval to `record(step, elapsed_steps, elapsed_secs,
+        examples)`, which writes it.
+
+        `now` as in `interval`. Returns whether the interval restarts here:
+        a record, or a new baseline (the first read, a step that went back,
+        an empty interval).
+        """
+        baseline = self.timer.last_triggered_step()
+        interval = self.interval(step, now)
+        if interval is not None:
+            record(step, *interval)
+        return self.timer.last_triggered_step() != baseline
+
     def interval(
         self, step: int, now: Optional[float] = None
     ) -> Optional[Tuple[int, float, float]]:
@@ -239,6 +264,13 @@ class RateTracker:
         return examples
 
 
-def log_rate(tag: str, steps_per_sec: float) -> None:
-    """The v1 log line, `global_step/sec: <value>`, at INFO."""
-    tf_logger.info("%s: %g", tag, steps_per_sec)
+def log_rate(
+    tag: str, steps_per_sec: float, info: Optional[Callable[..., None]] = None
+) -> None:
+    """The v1 log line, `global_step/sec: <value>`, at INFO.
+
+    `info`: the logging call to use; default TensorFlow's logger's `info`.
+    (The v1 hook passes `tf_logging.info`, which code written for TF1
+    patches.)
+    """
+    (tf_logger.info if info is None else info)("%s: %g", tag, steps_per_sec)

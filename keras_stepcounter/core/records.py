@@ -111,15 +111,16 @@ class Records:
         """A read at the batch end `now` (`training_now` in training time)
         found `step`: a rate record when one is due. Returns whether the
         interval restarts here (a record, or the run's baseline)."""
-        baseline = self._rates.timer.last_triggered_step()
-        interval = self._rates.interval(step, training_now)
-        if interval is not None:
-            elapsed_steps, elapsed_secs, _ = interval
+
+        def record_rate(
+            step: int, elapsed_steps: int, elapsed_secs: float, examples: float
+        ) -> None:
             self.typical_step_secs = elapsed_secs / elapsed_steps
-            scalars = self._rates.scalars(*interval)
+            scalars = self._rates.scalars(elapsed_steps, elapsed_secs, examples)
             scalars.update(self._instruments.at_record(elapsed_secs, now))
             self._rates.record(self, step, scalars, log=self.writing)
-        return self._rates.timer.last_triggered_step() != baseline
+
+        return self._rates.record_if_due(step, record_rate, training_now)
 
     def run_ended(self, last_step: Optional[int], ledger: Dict[str, float]) -> None:
         """The goodput ledger (if on) at the run's last step: its scalars,

@@ -1,8 +1,10 @@
-"""Every scalar tag the recorders write, spelled once (SPEC section 2).
+"""Every scalar tag the recorders write, spelled once.
 
-The recorders write these and the tools (report, plot, the TensorBoard
-layout) read them; both import them from here, so a tag cannot drift
-between the two. Plain strings, no TensorFlow.
+The tags are public: users chart, filter and script against them (the
+README's table lists them), so a respelled tag breaks their work. The
+recorders write these and the tools (report, plot, the TensorBoard layout)
+read them; both import them from here, so a tag cannot drift between the
+two. Plain strings, no TensorFlow.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The report's sections beyond rates (SPEC section 10), where recorded.
+"""The report's sections beyond rates (the instruments of
+docs/beyond-steps-per-sec.md), where recorded.
 
 * Step time: the `step_time/p50|p90|p99|max` records (each over one rate
   record's interval, in seconds) summarised per run: the median over

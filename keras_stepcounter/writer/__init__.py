@@ -17,6 +17,8 @@ from keras_stepcounter.writer.checks import (
     check_output_dir,
     check_summary_writer,
     check_v1_summary_writer,
+    check_writer_arguments,
+    opens_own_writer,
 )
 from keras_stepcounter.writer.event_file import EventFileSink
 from keras_stepcounter.writer.in_graph import graph_ops, write_scalars_in_graph
@@ -31,6 +33,8 @@ __all__ = [
     "check_output_dir",
     "check_summary_writer",
     "check_v1_summary_writer",
+    "check_writer_arguments",
     "graph_ops",
+    "opens_own_writer",
     "write_scalars_in_graph",
 ]

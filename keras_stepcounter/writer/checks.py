@@ -1,11 +1,40 @@
-"""Checks of the writer arguments, run in the recorders' constructors."""
+"""Checks of the writer arguments, run in the recorders' constructors.
+
+Every recorder takes `output_dir` and `summary_writer` with one rule: a
+given `summary_writer` wins, else the recorder writes through a writer of
+its own for `output_dir` (`opens_own_writer`). `check_writer_arguments`
+checks both, in one order.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, TypeGuard
 
 import tensorflow as tf
+
+
+def check_writer_arguments(
+    output_dir: Any, summary_writer: Any, *, v1: bool = False
+) -> Optional[str]:
+    """Checks `summary_writer` (a v2 `tf.summary` writer; with `v1`, a v1
+    writer), then `output_dir`, which it creates; returns `output_dir` as a
+    path, or None.
+
+    Call it after every other check of the constructor: a failed check
+    then leaves no new directory behind.
+    """
+    if v1:
+        check_v1_summary_writer(summary_writer)
+    else:
+        check_summary_writer(summary_writer)
+    return check_output_dir(output_dir)
+
+
+def opens_own_writer(output_dir: Optional[str], summary_writer: Any) -> TypeGuard[str]:
+    """Whether a recorder writes through a writer of its own for
+    `output_dir`: only when given no `summary_writer`, which wins."""
+    return bool(output_dir) and summary_writer is None
 
 
 def check_output_dir(output_dir: Any) -> Optional[str]:

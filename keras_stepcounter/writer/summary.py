@@ -16,6 +16,7 @@ import tensorflow as tf
 from keras_stepcounter.dashboard import DashboardTags, dashboard_summary
 from keras_stepcounter.summary_protos import SCALAR_METADATA, text_summary
 from keras_stepcounter.writer._failures import FailureReporter
+from keras_stepcounter.writer.checks import opens_own_writer
 from keras_stepcounter.writer.event_file import EventFileSink
 
 T = TypeVar("T")
@@ -167,7 +168,7 @@ class ScalarWriter:
     ) -> None:
         self.sink: Union[EventFileSink, SummarySink] = (
             EventFileSink(output_dir, dashboard=dashboard)
-            if output_dir and summary_writer is None
+            if opens_own_writer(output_dir, summary_writer)
             else SummarySink(summary_writer, dashboard)
         )
 

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 import tensorflow as tf
 
 from keras_stepcounter.writer._failures import FailureReporter
+from keras_stepcounter.writer.checks import opens_own_writer
 
 
 class V1ScalarWriter:
@@ -42,7 +43,7 @@ class V1ScalarWriter:
         Returns the writer (None without one). Needs graph mode: `FileWriter`
         refuses eager execution.
         """
-        if self.writer is None and self._output_dir:
+        if opens_own_writer(self._output_dir, self.writer):
             try:
                 self.writer = tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
             except Exception as error:  # Training must go on.

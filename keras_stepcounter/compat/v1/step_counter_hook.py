@@ -15,12 +15,13 @@ from tensorflow.python.platform import tf_logging
 from keras_stepcounter.compat.v1.timer import SecondOrStepTimer
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
-from keras_stepcounter.core.rates import STALL_MESSAGE, RateTracker, interval_scalars
-from keras_stepcounter.writer import (
-    V1ScalarWriter,
-    check_output_dir,
-    check_v1_summary_writer,
+from keras_stepcounter.core.rates import (
+    STALL_MESSAGE,
+    RateTracker,
+    interval_scalars,
+    log_rate,
 )
+from keras_stepcounter.writer import V1ScalarWriter, check_writer_arguments
 
 _NO_GLOBAL_STEP = "Global step should be created to use StepCounterHook."
 
@@ -99,13 +100,13 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
             every_n_secs=every_n_secs,
             tag=DEFAULT_TAG if tag is None else tag,
         )
-        check_v1_summary_writer(summary_writer)
+        output_dir_path = check_writer_arguments(output_dir, summary_writer, v1=True)
         self._fixed_tag = tag
         self._timer = SecondOrStepTimer(
             every_secs=options.every_n_secs, every_steps=options.every_n_steps
         )
         self._rates = RateTracker(self._timer)
-        self._sink = V1ScalarWriter(check_output_dir(output_dir), summary_writer)
+        self._sink = V1ScalarWriter(output_dir_path, summary_writer)
         self._given_summary_writer = summary_writer
         self._summary_writer = summary_writer
         self._output_dir = output_dir
@@ -167,7 +168,16 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
         if self._summary_writer is not None:
             self._sink.writer = self._summary_writer  # A subclass may set its own.
             self._sink.write(global_step, scalars)
-        tf_logging.info("%s: %g", self._summary_tag, scalars[self._summary_tag])
+        log_rate(self._summary_tag, scalars[self._summary_tag], tf_logging.info)
+
+    def _record_interval(
+        self, global_step: int, elapsed_steps: int, elapsed_time: float, examples: float
+    ) -> None:
+        """A due interval: `_log_and_record`, then a flush; the time both
+        take is not charged to training."""
+        self._log_and_record(elapsed_steps, elapsed_time, global_step)
+        self._flush_writer()
+        self._timer.restart_clock()
 
     def after_run(self, run_context: Any, run_values: Any) -> None:
         # The fetched step is stale (read alongside the train op); only when
@@ -177,13 +187,7 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
             stale_global_step + self._steps_per_run
         ) or self._below_baseline(stale_global_step):
             global_step = run_context.session.run(self._global_step_tensor)
-            interval = self._rates.interval(global_step)
-            if interval is not None:
-                elapsed_steps, elapsed_time, _ = interval
-                self._log_and_record(elapsed_steps, elapsed_time, global_step)
-                self._sink.writer = self._summary_writer
-                self._sink.flush()
-                self._timer.restart_clock()  # Recording is not training.
+            self._rates.record_if_due(global_step, self._record_interval)
         # As v1: compare stale steps, not the timer's, and warn through
         # log_first_n (5 times per process).
         if stale_global_step == self._last_global_step:
@@ -193,7 +197,10 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
         self._last_global_step = stale_global_step
 
     def end(self, session: Any) -> None:
-        self._sink.writer = self._summary_writer
+        self._flush_writer()
+
+    def _flush_writer(self) -> None:
+        self._sink.writer = self._summary_writer  # A subclass may set its own.
         self._sink.flush()
 
     def _below_baseline(self, step: int) -> bool:
