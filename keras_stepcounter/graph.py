@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional
 
 import tensorflow as tf
 
+from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.core.options import DEFAULT_TAG, RecorderOptions
 from keras_stepcounter.dashboard import DashboardTags
 from keras_stepcounter.graph_trigger import NOT_RECORDED, GraphTrigger
@@ -116,6 +117,7 @@ class GraphStepCounter(tf.Module):
                 "once, then call it inside."
             )
         self.options = RecorderOptions.pick(locals())
+        _checks.check_bool("log", log)
         self.tag = self.options.tag
         output_dir = check_writer_arguments(output_dir, summary_writer)
         self._owns_writer = opens_own_writer(output_dir, summary_writer)
@@ -127,7 +129,7 @@ class GraphStepCounter(tf.Module):
         if self._writer is not None:
             write_layout(self._writer, DashboardTags.of(self.options))
         with self.name_scope:
-            self._rule = GraphTrigger(self.options, self._writer, bool(log), name="trigger")
+            self._rule = GraphTrigger(self.options, self._writer, log, name="trigger")
         self._run_trigger = (
             self._trigger_as_one_op() if self._writer is not None else self._rule.trigger
         )

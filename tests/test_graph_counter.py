@@ -300,6 +300,8 @@ def test_created_inside_tf_function_fails():
         (dict(every_n_steps=True), ValueError, "every_n_steps must be a positive number, not a bool"),
         (dict(every_n_steps=None, every_n_secs=float("nan")), ValueError, "every_n_secs"),
         (dict(tag=""), ValueError, "tag must be a non-empty str"),
+        (dict(log="no"), TypeError, "log must be True or False, got 'no'"),
+        (dict(time_to_first_step=1), TypeError, "time_to_first_step must be True or False"),
         (dict(batch_size=0), ValueError, "batch_size must be a positive int"),
         (dict(count_fn=3), TypeError, "count_fn must be callable"),
         (dict(flops_per_step=-1.0, peak_flops_per_sec=1e12), ValueError,
