@@ -51,8 +51,6 @@ class Recorder:
             None, without warnings).
         recorded: The highest step recorded where `sink` writes, for
             `goodput/rerun_steps`.
-        process: Names this process in a multi-process job, for the
-            watchdog's lines.
 
     Example:
 
@@ -81,7 +79,6 @@ class Recorder:
         stall_secs: Optional[StallSecs] = None,
         goodput: bool = False,
         recorded: Optional[RecordedSteps] = None,
-        process: Optional[str] = None,
     ) -> None:
         self._rates, self._clock = rates, clock
         self._count_fn = count_fn
@@ -89,7 +86,7 @@ class Recorder:
         self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
         self._reads = StepReads(self._warnings)
-        watchdog = self._make_watchdog(stall_secs, goodput, process)
+        watchdog = self._make_watchdog(stall_secs, goodput)
         self.instruments = Instruments(
             clock, step_time_stats=step_time_stats, goodput=goodput, watchdog=watchdog
         )
@@ -115,7 +112,7 @@ class Recorder:
         self._leave_run()
 
     def _make_watchdog(
-        self, stall_secs: Optional[StallSecs], goodput: bool, process: Optional[str]
+        self, stall_secs: Optional[StallSecs], goodput: bool
     ) -> Optional[StallWatchdog]:
         if stall_secs is None and not goodput:
             return None
@@ -128,7 +125,6 @@ class Recorder:
             on_stall=self._read_at_next_batch,
             clock=self._clock,
             warn=stall_secs is not None,
-            process=process,
         )
 
     # Run lifecycle. --------------------------------------------------------
