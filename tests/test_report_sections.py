@@ -1,9 +1,10 @@
 """The report's step-time, watchdog-stall, goodput and time_frac sections.
 
 The records are written here with `tf.summary`, under the tags the
-recorders use (`keras_stepcounter.core.tags`), at the steps they write them: step-time
-and time_frac records with each rate record, `stall_secs` at the step where
-training resumed, one goodput set per fit at its last step.
+recorders use (`keras_stepcounter.core.tags`), at the steps they write
+them: step-time and time_frac records with each rate record, `stall_secs`
+at the step where training resumed, one goodput set per fit at its last
+step.
 """
 
 import json
