@@ -221,6 +221,9 @@ def test_json_schema(fit_logdir, capsys):
         "watchdog_stalls": {},
         "goodput": {},
         "time_frac": {},
+        "from_step": None,
+        "comparison": None,
+        "slowdowns": {},
         "notices": [],
     }
     assert len(data["sources"]["fit"]["event_files"]) == 1

@@ -383,7 +383,7 @@ def test_usage_errors_are_one_line(capsys, argv, message):
 
 
 def test_an_unexpected_error_is_one_line(small_logdir, monkeypatch, capsys):
-    def broken(logdir):
+    def broken(logdir, **options):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(report, "load_report", broken)
@@ -437,8 +437,9 @@ def test_a_closed_pipe_ends_quietly(small_logdir):
     assert (done.returncode, done.stderr) == (1, "")
 
 
-def test_two_writers_at_the_same_time_stay_one_run(tmp_path, capsys):
-    # E.g. a GraphStepCounter and a StepCounter with another tag, one directory.
+def test_two_writers_of_other_tags_at_the_same_time_stay_one_run(tmp_path, capsys):
+    # E.g. a GraphStepCounter and a StepCounter with another tag, one
+    # directory: nothing in them would be averaged.
     writers = [tf.summary.create_file_writer(str(tmp_path / "train")) for _ in range(2)]
     for step in (100, 200, 300):
         for writer, tag in zip(writers, ("global_step/sec", "examples/sec")):
@@ -519,3 +520,93 @@ def test_nothing_readable_names_each_file_then_fails(tmp_path, capsys):
         "of keras_stepcounter's (ending in '/sec', or time_to_first_step, mfu, "
         "step_time/*, stall_secs, goodput/*, time_frac/*); 2 notices above.",
     ]
+
+
+# Two writers of one directory at the same time (two processes, or two runs
+# started at once): never averaged as one run.
+
+def _stepcounters_at_once(output_dir, clocks, step_secs, steps=30):
+    """StepCounters tracking at the same time into one directory, their steps
+    interleaved; counter i's steps take `step_secs[i]` (fake) seconds."""
+    counters = [
+        counter_on(clock, every_n_steps=10, output_dir=str(output_dir)) for clock in clocks
+    ]
+    done = [0] * len(counters)
+    with contextlib.ExitStack() as stack:
+        for i, counter in enumerate(counters):
+            stack.enter_context(counter.track(lambda i=i: done[i]))
+        for _ in range(steps):
+            for i, counter in enumerate(counters):
+                clocks[i].advance(step_secs[i])
+                done[i] += 1
+                counter.step_done()
+    for counter in counters:
+        counter.close()
+
+
+def test_two_stepcounters_writing_at_once_are_reported_apart(tmp_path, capsys):
+    from conftest import FakeClock
+
+    _stepcounters_at_once(tmp_path / "train", [FakeClock(), FakeClock()], [0.1, 0.2])
+    first, second = event_files(str(tmp_path / "train"))
+    names = [
+        f"train#{os.path.basename(p).split('tfevents.')[1]}" for p in (first, second)
+    ]
+    code, out, err = run_report(capsys, tmp_path, "--json")
+    assert code == 0
+    data = strict_json(out)
+    assert list(data["runs"]) == names
+    assert [data["runs"][n]["global_step/sec"]["median"] for n in names] == [10.0, 5.0]
+    assert [data["runs"][n]["global_step/sec"]["records"] for n in names] == [2, 2]
+    assert [data["sources"][n]["event_files"] for n in names] == [
+        [os.path.basename(first)], [os.path.basename(second)]
+    ]
+    assert err == (
+        f"notice: {tmp_path / 'train'}: holds 2 runs, 2 writers recorded at the "
+        f"same time (global_step/sec at steps 11-21 in both "
+        f"{os.path.basename(first)} and {os.path.basename(second)}); reported "
+        f"apart as {names[0]}, {names[1]}, never averaged as one\n"
+    )
+
+
+def test_a_run_resumed_in_a_second_event_file_stays_one_run(tmp_path, capsys):
+    from conftest import FakeClock
+
+    clock, done = FakeClock(), [0]
+    for _ in range(2):  # A second counter (process) goes on from step 30.
+        counter = counter_on(clock, every_n_steps=10, output_dir=str(tmp_path / "train"))
+        with counter.track(lambda: done[0]):
+            for _ in range(30):
+                clock.advance(0.25)
+                done[0] += 1
+                counter.step_done()
+        counter.close()
+    assert len(event_files(str(tmp_path / "train"))) == 2
+    code, out, err = run_report(capsys, tmp_path, "--json")
+    assert (code, err) == (0, "")
+    rates = strict_json(out)["runs"]["train"]["global_step/sec"]
+    assert (rates["records"], rates["first_step"], rates["last_step"]) == (4, 11, 51)
+    assert rates["median"] == 4.0
+
+
+def test_writers_at_once_then_a_new_run_are_three(tmp_path, capsys):
+    writers = [tf.summary.create_file_writer(str(tmp_path / "train")) for _ in range(2)]
+    for step in (100, 200, 300):
+        for writer, value in zip(writers, (4.0, 8.0)):
+            with writer.as_default():
+                tf.summary.scalar("global_step/sec", value, step=step)
+            writer.flush()
+    for writer in writers:
+        writer.close()
+    later = write_scalars(tmp_path / "train", rates([100, 200], [2.0, 2.0]))
+    paths = event_files(str(tmp_path / "train"))
+    assert later in paths and len(paths) == 3
+    code, out, err = run_report(capsys, tmp_path, "--json")
+    assert code == 0
+    runs = strict_json(out)["runs"]
+    assert [r["global_step/sec"]["median"] for r in runs.values()] == [4.0, 8.0, 2.0]
+    assert list(runs)[2] == f"train#{os.path.basename(later).split('tfevents.')[1]}"
+    assert "holds 3 runs, 2 writers recorded at the same time (global_step/sec at " \
+        "steps 100-300 in both" in err
+    assert f"; its steps start over (step 100 of global_step/sec in " \
+        f"{os.path.basename(later)} after step 300); reported apart as" in err

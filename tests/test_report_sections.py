@@ -1,9 +1,10 @@
 """The report's step-time, watchdog-stall, goodput and time_frac sections.
 
 The records are written here with `tf.summary`, under the tags the
-recorders use (SPEC section 2), at the steps the SPEC puts them: step-time
-and time_frac records with each rate record, `stall_secs` at the step where
-training resumed, one goodput set per fit at its last step.
+recorders use (`keras_stepcounter.core.tags`), at the steps they write
+them: step-time and time_frac records with each rate record, `stall_secs`
+at the step where training resumed, one goodput set per fit at its last
+step.
 """
 
 import json

@@ -1,15 +1,20 @@
-"""Command line: `python -m keras_stepcounter report LOGDIR [--json] [--plot FILE]`.
+"""Command line: `python -m keras_stepcounter report LOGDIR [--json] [--plot FILE]
+[--baseline RUN [--fail-slower PCT]] [--from-step N]`.
 
 Output: the report on stdout (a table and sections, or strict JSON with
 `--json`); on stderr, one `notice:` line per file that could not be read
-or was read only in part, and per directory split into several runs.
+or was read only in part, and per directory split into several runs; with
+`--fail-slower`, one `slower:` line per run and tag that fails the gate.
 
-Exit codes: 0 when a report was printed (notices or not); 2 for a usage
-error: a wrong argument, a LOGDIR that does not exist, cannot be read or
-holds no records of the recorders' tags, a `--plot` path matplotlib cannot
-write (no or an unknown extension, a directory, not writable), or `--plot`
-without matplotlib; 1 for anything unexpected; 130 when interrupted.
-Every error is one line on stderr, never a traceback.
+Exit codes: 0 when a report was printed (notices or not) and no run failed
+the gate; 1 when a run is slower than the baseline by more than
+`--fail-slower` percent with 95% confidence (the report is printed first),
+or for anything unexpected; 2 for a usage error: a wrong argument, a
+LOGDIR that does not exist, cannot be read or holds no records of the
+recorders' tags, a `--baseline` that is none of its runs, a `--plot` path
+matplotlib cannot write (no or an unknown extension, a directory, not
+writable), or `--plot` without matplotlib; 130 when interrupted. Every
+error is one line on stderr, never a traceback.
 
 Nothing here imports TensorFlow, so `--help` answers at once.
 """
@@ -17,11 +22,15 @@ Nothing here imports TensorFlow, so `--help` answers at once.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import List, NoReturn, Optional
 
+from keras_stepcounter.core.tags import EXTRA_TAGS, RATE_SUFFIX
+
 USAGE_ERROR = 2
+GATE_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,13 +53,19 @@ def _parser() -> argparse.ArgumentParser:
         "report",
         help="summarise the steps/sec records of every run under LOGDIR",
         description=(
-            "Per run and tag (tags ending in /sec, time_to_first_step, mfu): "
+            f"Per run and tag (tags ending in {RATE_SUFFIX}, "
+            f"{', '.join(EXTRA_TAGS)}): "
             "records, steps covered, median / p10 / p90 / min (numpy's linear "
             "percentiles, NaN and inf left out) and stalls (records below half "
             "the run's median); then, where recorded, step times, the "
             "watchdog's stalls, the goodput ledger and time_frac/<name>. "
+            "With --baseline, every other run's median rate over the "
+            "baseline's, with a 95% bootstrap interval and a verdict; where a "
+            "run's rate dropped and stayed down, a slowdown section. "
             "Files that cannot be read are named on stderr; a directory whose "
-            "steps start over is reported as separate runs."
+            "steps start over, or written by two writers at once, is reported "
+            "as separate runs. Exit codes: 0 printed, 1 a run failed "
+            "--fail-slower, 2 bad input."
         ),
     )
     report.add_argument(
@@ -68,7 +83,46 @@ def _parser() -> argparse.ArgumentParser:
         help="also plot rate (and step time) against step per run; the "
         "extension picks the format (png, pdf, svg, ...)",
     )
+    report.add_argument(
+        "--baseline", metavar="RUN",
+        help="compare every other run's rates with this run's (a run name as "
+        "the report lists it)",
+    )
+    report.add_argument(
+        "--fail-slower", metavar="PCT", type=_percent,
+        help="with --baseline: exit 1 when a run is slower than the baseline by "
+        "more than PCT percent of throughput with 95%% confidence",
+    )
+    report.add_argument(
+        "--from-step", metavar="N", type=_step,
+        help="leave out the records that measure steps before N (warm-up) from "
+        "the comparison and the slowdowns",
+    )
     return parser
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(
+            f"expected a percentage above 0 and below 100, got {text!r}"
+        )
+    return value
+
+
+def _step(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a step (an integer >= 0), got {text!r}"
+        )
+    return value
 
 
 def _fail(message: str) -> int:
@@ -77,7 +131,10 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.fail_slower is not None and args.baseline is None:
+        parser.error("--fail-slower needs --baseline RUN: the run to compare with")
     try:
         return _report(args)
     except KeyboardInterrupt:
@@ -93,7 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from keras_stepcounter.tools import formatting, plot, report
+    from keras_stepcounter.tools import compare, formatting, plot, report
 
     if args.plot:
         try:
@@ -101,7 +158,9 @@ def _report(args: argparse.Namespace) -> int:
         except (plot.PlotUnavailableError, plot.PlotPathError) as error:
             return _fail(str(error))
     try:
-        result = report.load_report(args.logdir)
+        result = report.load_report(
+            args.logdir, baseline=args.baseline, from_step=args.from_step
+        )
     except report.ReportError as error:
         report.print_notices(error.notices)
         return _fail(str(error))
@@ -113,6 +172,13 @@ def _report(args: argparse.Namespace) -> int:
         except Exception as error:  # OSError, or a format's own tool missing.
             return _fail(f"cannot write the plot to {args.plot!r}: {error}")
         print(f"Plot written to {args.plot}", file=sys.stderr)
+    if args.fail_slower is not None:
+        failed = compare.slower_than(result.comparisons, args.fail_slower)
+        for comparison in failed:
+            line = formatting.gate_failure_line(comparison, args.fail_slower)
+            print(f"slower: {line}", file=sys.stderr)
+        if failed:
+            return GATE_FAILED
     return 0
 
 

@@ -6,14 +6,29 @@ import json
 import math
 import os
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from keras_stepcounter.core.ledger_table import share_text
+from keras_stepcounter.tools import compare, slowdown
+from keras_stepcounter.tools.results import (
+    Comparison,
+    ReportData,
+    Slowdown,
+    Stall,
+    TagSummary,
+)
 from keras_stepcounter.tools.sections import GoodputLedger, Sections
-from keras_stepcounter.tools.stats import PERCENTILE_METHOD, STALL_FRACTION, number_text
-
-if TYPE_CHECKING:
-    from keras_stepcounter.tools.report import Report, Stall, TagSummary
+from keras_stepcounter.tools.stats import (
+    CONFIDENCE,
+    FASTER,
+    MIN_RECORDS,
+    PERCENTILE_METHOD,
+    RESAMPLES,
+    SEED,
+    SLOWER,
+    STALL_FRACTION,
+    number_text,
+)
 
 
 def format_number(value: Optional[float]) -> str:
@@ -30,20 +45,29 @@ def _steps_text(stall: Stall) -> str:
     return f"steps {stall.from_step}-{stall.step}"
 
 
-def columns(rows: Sequence[Sequence[str]], left: int, indent: str = "") -> List[str]:
-    """Rows as aligned lines: the first `left` cells to the left, the rest right."""
+def columns(
+    rows: Sequence[Sequence[str]],
+    left: int,
+    indent: str = "",
+    text_from: Optional[int] = None,
+) -> List[str]:
+    """Rows as aligned lines: the first `left` cells to the left, the rest
+    (numbers) to the right, but for the cells from `text_from` on (text)."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    end = len(widths) if text_from is None else text_from
     return [
         indent + "  ".join(
-            cell.ljust(width) if i < left else cell.rjust(width)
+            cell.rjust(width) if left <= i < end else cell.ljust(width)
             for i, (cell, width) in enumerate(zip(row, widths))
         ).rstrip()
         for row in rows
     ]
 
 
-def format_report(report: Report) -> str:
+def format_report(report: ReportData) -> str:
     lines = format_table(report.summaries) if report.summaries else []
+    lines += _comparison_lines(report)
+    lines += _slowdown_lines(report.slowdowns)
     lines += _stall_lines(report.summaries, report.sections)
     lines += _non_finite_lines(report.summaries)
     lines += _step_time_lines(report.sections)
@@ -64,6 +88,88 @@ def format_table(summaries: Sequence[TagSummary]) -> List[str]:
         for s in summaries
     ]
     return columns(rows, left=2)
+
+
+def ratio_text(ratio: Optional[float]) -> str:
+    return "-" if ratio is None else f"{ratio:.3f}"
+
+
+def interval_text(low: Optional[float], high: Optional[float]) -> str:
+    return "-" if low is None or high is None else f"{low:.3f}-{high:.3f}"
+
+
+def verdict_text(comparison: Comparison) -> str:
+    ratio = comparison.ratio
+    if comparison.verdict == SLOWER and ratio is not None:
+        return f"slower by {100 * (1 - ratio):.1f}%"
+    if comparison.verdict == FASTER and ratio is not None:
+        return f"faster by {100 * (ratio - 1):.1f}%"
+    if comparison.low is None:
+        return f"no difference this data can resolve (under {MIN_RECORDS} records)"
+    return "no difference this data can resolve"
+
+
+def _left_out_text(from_step: Optional[int]) -> str:
+    if from_step is None:
+        return "each run's first record and stalls left out"
+    return (
+        f"each run's first record, records before step {from_step} and "
+        "stalls left out"
+    )
+
+
+def _comparison_lines(report: ReportData) -> List[str]:
+    if report.baseline is None:
+        return []
+    title = (
+        f"Compared with the baseline run {report.baseline} (ratio of median "
+        f"rates, with its {CONFIDENCE:.0%} bootstrap interval; "
+        f"{_left_out_text(report.from_step)}; a verdict needs the whole "
+        f"interval beyond 1 +/- {compare.MARGIN:g}):"
+    )
+    if not report.comparisons:
+        return ["", title, "  no other run shares a rate tag with the baseline"]
+    interval = f"{CONFIDENCE:.0%} interval"
+    header = ["run", "tag", "records", "median", "ratio", interval, "verdict"]
+    rows = [header]
+    for tag in dict.fromkeys(c.tag for c in report.comparisons):
+        first = next(c for c in report.comparisons if c.tag == tag)
+        rows.append([first.baseline, tag, str(first.baseline_records),
+                     format_number(first.baseline_median), "1", "-", "baseline"])
+    rows += [
+        [c.run, c.tag, str(c.records), format_number(c.median), ratio_text(c.ratio),
+         interval_text(c.low, c.high), verdict_text(c)]
+        for c in report.comparisons
+    ]
+    return ["", title] + columns(rows, left=2, text_from=6)
+
+
+def _slowdown_lines(slowdowns: Sequence[Slowdown]) -> List[str]:
+    if not slowdowns:
+        return []
+    title = (
+        "Slowdowns (the rate dropped and stayed down; ratio: median after / "
+        f"before, {CONFIDENCE:.0%} bootstrap interval below 1 - "
+        f"{slowdown.MARGIN:g}):"
+    )
+    return ["", title] + [
+        f"  {s.run}  {s.tag}  after step {s.from_step} (slow from the record at "
+        f"step {s.step}): {ratio_text(s.ratio)} ({interval_text(s.low, s.high)}), "
+        f"median {format_number(s.median_before)} -> "
+        f"{format_number(s.median_after)} over {s.records_before} and "
+        f"{s.records_after} records"
+        for s in slowdowns
+    ]
+
+
+def gate_failure_line(comparison: Comparison, percent: float) -> str:
+    """The CI gate's one line about a run slower than it allows."""
+    c = comparison
+    return (
+        f"run {c.run} is slower than the baseline {c.baseline} by more than "
+        f"{percent:g}% ({c.tag}): ratio {ratio_text(c.ratio)}, "
+        f"{CONFIDENCE:.0%} interval {interval_text(c.low, c.high)}"
+    )
 
 
 def _stall_lines(summaries: Sequence[TagSummary], found: Sections) -> List[str]:
@@ -160,7 +266,7 @@ def _time_frac_lines(found: Sections) -> List[str]:
     return ["", title] + columns(rows, left=2)
 
 
-def to_json_dict(report: Report) -> Dict[str, Any]:
+def to_json_dict(report: ReportData) -> Dict[str, Any]:
     """The JSON form: `{"logdir", "percentile_method", "stall_fraction",
     "runs": {run: {tag: {records, first_step, last_step, median, p10, p90,
     min, stall_threshold, stalls: [{from_step, step, value}] or null,
@@ -169,7 +275,12 @@ def to_json_dict(report: Report) -> Dict[str, Any]:
     p90, p99, max, max_step}}, "watchdog_stalls": {run: [{step, secs}]},
     "goodput": {run: {fits: [{step, total_secs, <bucket>_secs..., fraction}],
     total: {...the same, summed}, rerun_steps: [{step, steps}]}},
-    "time_frac": {run: {name: {records, median, p90}}}, "notices": [...]}`.
+    "time_frac": {run: {name: {records, median, p90}}}, "from_step",
+    "comparison": null or {baseline, confidence, margin, resamples, seed,
+    runs: {run: {tag: {records, baseline_records, median, baseline_median,
+    ratio, low, high, verdict}}}}, "slowdowns": {run: [{tag, from_step,
+    step, median_before, median_after, ratio, low, high, records_before,
+    records_after}]}, "notices": [...]}`.
 
     Non-finite numbers become the strings "nan", "inf", "-inf"; a statistic
     with no finite value to come from is null.
@@ -197,9 +308,28 @@ def to_json_dict(report: Report) -> Dict[str, Any]:
         "watchdog_stalls": _by_run(found.recorded_stalls),
         "goodput": {ledger.run: _ledger_json(ledger) for ledger in found.ledgers},
         "time_frac": time_frac,
+        "from_step": report.from_step,
+        "comparison": _comparison_json(report),
+        "slowdowns": _by_run(report.slowdowns),
         "notices": list(report.notices),
     }
     return strict(data)
+
+
+def _comparison_json(report: ReportData) -> Optional[Dict[str, Any]]:
+    if report.baseline is None:
+        return None
+    runs: Dict[str, Dict[str, Any]] = {}
+    for c in report.comparisons:
+        runs.setdefault(c.run, {})[c.tag] = _without_run(asdict(c), "tag", "baseline")
+    return {
+        "baseline": report.baseline,
+        "confidence": CONFIDENCE,
+        "margin": compare.MARGIN,
+        "resamples": RESAMPLES,
+        "seed": SEED,
+        "runs": runs,
+    }
 
 
 def _without_run(fields: Dict[str, Any], *more: str) -> Dict[str, Any]:
@@ -249,6 +379,6 @@ def strict(value: Any) -> Any:
     return value
 
 
-def to_json_text(report: Report) -> str:
+def to_json_text(report: ReportData) -> str:
     """Strict JSON (no NaN or Infinity, which strict parsers reject)."""
     return json.dumps(to_json_dict(report), indent=2, allow_nan=False)

@@ -9,8 +9,12 @@ checked before any event file is read.
 Plotted: the step-rate tags of each run, i.e. the tags ending in `/sec`
 other than `examples/sec` (`global_step/sec`, the v1 hook's
 `<global step op name>/sec`, custom tags), stalls (see `report`) marked
-with a red cross. Where a run recorded `step_time/p50`, a second panel
-below draws it against the step, with a band from p50 to `step_time/p99`.
+with a red cross. With a baseline (`report --baseline`), its line is drawn
+thicker and its median as a dashed level line; where a run slowed down
+(`slowdown`), a dotted vertical line in the run's colour marks the step
+after which its rate dropped. Where a run recorded `step_time/p50`, a
+second panel below draws it against the step, with a band from p50 to
+`step_time/p99`.
 NaN and inf records are left out of the lines.
 
 Example:
@@ -26,7 +30,7 @@ from typing import Any, Callable, Dict, List, Sequence
 
 from keras_stepcounter.core.tags import DEFAULT_TAG, EXAMPLES_TAG
 from keras_stepcounter.tools.events import ScalarRecord
-from keras_stepcounter.tools.report import Report
+from keras_stepcounter.tools.results import ReportData
 from keras_stepcounter.tools.stats import STALL_FRACTION
 from keras_stepcounter.tools.tags import STEP_TIME_PREFIX, is_rate_tag
 
@@ -87,7 +91,7 @@ def check_plot_path(path: str) -> None:
         raise PlotPathError(f"--plot {path!r}: unknown format '.{extension}' {known}")
 
 
-def plot_rates(report: Report, path: str, title: str = "") -> str:
+def plot_rates(report: ReportData, path: str, title: str = "") -> str:
     """Draws every run's step rate (and step time) against the step into `path`.
 
     Returns the path written. The default title names the LOGDIR.
@@ -99,7 +103,7 @@ def plot_rates(report: Report, path: str, title: str = "") -> str:
     return path
 
 
-def rate_figure(report: Report, title: str = "") -> Any:
+def rate_figure(report: ReportData, title: str = "") -> Any:
     """The figure `plot_rates` saves: rates above, step times below if any."""
     agg_figure = require_matplotlib()
     timed = [run for run, scalars in report.runs.items() if scalars.get(P50)]
@@ -119,7 +123,7 @@ def _points(records: Sequence[ScalarRecord]) -> tuple[List[int], List[float]]:
     return [r.step for r in kept], [r.value for r in kept]
 
 
-def _draw_rates(axes: Any, report: Report) -> Dict[str, Any]:
+def _draw_rates(axes: Any, report: ReportData) -> Dict[str, Any]:
     """Draws the rate lines; returns each run's colour, for the other panel."""
     colors: Dict[str, Any] = {}
     plotted = [s for s in report.summaries if is_step_rate_tag(s.tag)]
@@ -129,8 +133,19 @@ def _draw_rates(axes: Any, report: Report) -> Dict[str, Any]:
         if summary.tag != DEFAULT_TAG:
             label = f"{summary.run} ({summary.tag})"
         records = report.runs[summary.run][summary.tag]
-        [line] = axes.plot(*_points(records), marker=".", label=label)
+        is_baseline = summary.run == report.baseline
+        if is_baseline:
+            label += " (baseline)"
+        [line] = axes.plot(
+            *_points(records), marker=".", label=label,
+            linewidth=2.5 if is_baseline else None,
+        )
         colors.setdefault(summary.run, line.get_color())
+        if is_baseline and summary.median is not None:
+            axes.axhline(
+                summary.median, linestyle="--", color=line.get_color(),
+                label=f"baseline median ({summary.tag})",
+            )
         if summary.stalls:
             axes.plot(
                 [s.step for s in summary.stalls],
@@ -139,6 +154,14 @@ def _draw_rates(axes: Any, report: Report) -> Dict[str, Any]:
                 label=stall_label,
             )
             stall_label = "_nolegend_"  # One legend entry for all stalls.
+    for slowdown in report.slowdowns:
+        if is_step_rate_tag(slowdown.tag):
+            axes.axvline(
+                slowdown.from_step, linestyle=":", linewidth=2,
+                color=colors.get(slowdown.run),
+                label=f"{slowdown.run}: slower after step {slowdown.from_step} "
+                f"(x{slowdown.ratio:.2f})",
+            )
     axes.set_xlabel("global step")
     axes.set_ylabel("steps / sec")
     axes.set_ylim(bottom=0)
@@ -149,7 +172,7 @@ def _draw_rates(axes: Any, report: Report) -> Dict[str, Any]:
 
 
 def _draw_step_times(
-    axes: Any, report: Report, runs: Sequence[str], colors: Dict[str, Any]
+    axes: Any, report: ReportData, runs: Sequence[str], colors: Dict[str, Any]
 ) -> None:
     for run in runs:
         steps, p50 = _points(report.runs[run][P50])

@@ -9,9 +9,12 @@ Which tags are in the main table:
 * `time_to_first_step` and `mfu`, where present.
 
 The step-time, watchdog-stall, goodput and `time_frac/<name>` records get
-sections of their own (`sections`). Other scalars in the same run (Keras's
-`epoch_loss`, say) are left out, and a run with none of these tags is not
-listed. How runs are found, and split where one directory holds two: `runs`.
+sections of their own (`sections`); so do the comparison of every run's
+rates with a baseline run's (`compare`, when one is named) and the points
+where a run's rate dropped and stayed down (`slowdown`). Other scalars in
+the same run (Keras's `epoch_loss`, say) are left out, and a run with none
+of these tags is not listed. How runs are found, and split where one
+directory holds two: `runs`.
 
 For each run and tag: the number of records, the first and last step, the
 median, 10th and 90th percentile and minimum value (the rule: `stats`;
@@ -29,7 +32,7 @@ no stall check.
 
 Example:
 
-    report = load_report("logs")
+    report = load_report("logs", baseline="main")
     print(report.table())
     data = report.to_json_dict()
 """
@@ -38,12 +41,21 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from keras_stepcounter.tools import formatting, sections
+from keras_stepcounter.tools.compare import compare_runs
 from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.results import (
+    Comparison,
+    NonFinite,
+    ReportData,
+    Slowdown,
+    Stall,
+    TagSummary,
+)
 from keras_stepcounter.tools.runs import Run, logdir_problem, read_logdir
+from keras_stepcounter.tools.slowdown import find_slowdowns
 from keras_stepcounter.tools.stats import STALL_FRACTION, percentiles
 from keras_stepcounter.tools.tags import (
     EXTRA_TAGS,
@@ -54,8 +66,25 @@ from keras_stepcounter.tools.tags import (
     tag_order,
 )
 
+__all__ = [
+    "Comparison",
+    "NonFinite",
+    "Report",
+    "ReportError",
+    "Slowdown",
+    "Stall",
+    "TagSummary",
+    "load_report",
+    "print_notices",
+    "print_report",
+    "summarize_runs",
+    "summarize_tag",
+]
+
+
 class ReportError(ValueError):
-    """LOGDIR cannot be reported on: missing, unreadable, or no records in it.
+    """LOGDIR cannot be reported on: missing, unreadable, or no records in
+    it; or a baseline that is not one of its runs.
 
     `notices` names what under it could not be read, if anything.
     """
@@ -63,48 +92,6 @@ class ReportError(ValueError):
     def __init__(self, message: str, notices: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.notices = list(notices)
-
-
-@dataclass(frozen=True)
-class Stall:
-    """A record below `STALL_FRACTION` of its run's median.
-
-    The rate `value` was measured over the steps `from_step` to `step`
-    (`from_step` is None for a run's first record).
-    """
-
-    from_step: Optional[int]
-    step: int
-    value: float
-
-
-@dataclass(frozen=True)
-class NonFinite:
-    """A NaN or infinite record, left out of the statistics."""
-
-    step: int
-    value: float
-
-
-@dataclass(frozen=True)
-class TagSummary:
-    """Statistics of one tag in one run (of its finite values: None if none).
-
-    `stalls` and `stall_threshold` are None where not checked.
-    """
-
-    run: str
-    tag: str
-    records: int
-    first_step: int
-    last_step: int
-    median: Optional[float]
-    p10: Optional[float]
-    p90: Optional[float]
-    min: Optional[float]
-    stall_threshold: Optional[float]
-    stalls: Optional[List[Stall]]
-    non_finite: List[NonFinite] = field(default_factory=list)
 
 
 def summarize_tag(run: str, tag: str, records: Sequence[ScalarRecord]) -> TagSummary:
@@ -157,21 +144,8 @@ def summarize_runs(runs: Sequence[Run]) -> List[TagSummary]:
     return summaries
 
 
-@dataclass
-class Report:
-    """What was read from a LOGDIR: runs, summaries, sections and notices.
-
-    `runs` maps each run's name to its scalars by tag; `sources` to the
-    `runs.Run` (directory and event files) it came from. `notices` are the
-    one-line messages about what could not be read, or was split.
-    """
-
-    logdir: str
-    runs: Dict[str, Dict[str, List[ScalarRecord]]]
-    summaries: List[TagSummary]
-    sections: sections.Sections
-    sources: Dict[str, Run]
-    notices: List[str]
+class Report(ReportData):
+    """What was read from a LOGDIR (`results.ReportData`), as text or JSON."""
 
     def table(self) -> str:
         return formatting.format_report(self)
@@ -180,15 +154,26 @@ class Report:
         return formatting.to_json_dict(self)
 
 
-def load_report(logdir: str) -> Report:
+def load_report(
+    logdir: str, baseline: Optional[str] = None, from_step: Optional[int] = None
+) -> Report:
     """Reads every run under `logdir` (a directory or one event file).
 
     What cannot be read under it becomes a notice in `Report.notices`.
 
+    Args:
+        logdir: A directory of runs, or one event file.
+        baseline: A run's name: every other run's rates are compared with
+            its (`compare`), in `Report.comparisons`.
+        from_step: Leave out the records that measure steps before it
+            (warm-up) from the comparisons and the slowdowns.
+
     Raises:
         ReportError: `logdir` does not exist or cannot be read, or holds no
-            records of the recorders' tags.
+            records of the recorders' tags, or `baseline` is none of its runs.
+        TypeError, ValueError: `from_step` is not an int of at least 0.
     """
+    _check_from_step(from_step)
     problem = logdir_problem(logdir)
     if problem is not None:
         raise ReportError(problem)
@@ -205,14 +190,38 @@ def load_report(logdir: str) -> Report:
             f"time_frac/*){detail}{unread}.",
             read.notices,
         )
+    scalars = {run.name: run.scalars for run in runs}
+    summaries = summarize_runs(runs)
+    comparisons: List[Comparison] = []
+    if baseline is not None:
+        if baseline not in scalars:
+            raise ReportError(
+                f"baseline {baseline!r} is not a run under {logdir!r} "
+                f"(its runs: {', '.join(scalars)}).",
+                read.notices,
+            )
+        comparisons = compare_runs(scalars, summaries, baseline, from_step)
     return Report(
         logdir=logdir,
-        runs={run.name: run.scalars for run in runs},
-        summaries=summarize_runs(runs),
+        runs=scalars,
+        summaries=summaries,
         sections=sections.summarize_sections(runs),
         sources={run.name: run for run in runs},
         notices=read.notices,
+        baseline=baseline,
+        from_step=from_step,
+        comparisons=comparisons,
+        slowdowns=find_slowdowns(scalars, from_step),
     )
+
+
+def _check_from_step(from_step: Optional[int]) -> None:
+    if from_step is None:
+        return
+    if isinstance(from_step, bool) or not isinstance(from_step, int):
+        raise TypeError(f"from_step must be an int, got {from_step!r}.")
+    if from_step < 0:
+        raise ValueError(f"from_step must be at least 0, got {from_step}.")
 
 
 def print_report(logdir: str, file: Optional[TextIO] = None) -> Report:

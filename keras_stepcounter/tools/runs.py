@@ -5,16 +5,26 @@ LOGDIR (`.` for LOGDIR itself). Links to directories are followed (each
 directory read once, under its own name where it is also reached as
 itself). LOGDIR may also be a single event file.
 
-One directory can hold several runs one after the other: the same
-`output_dir` used by two trainings whose steps start over (a second script
-run, a restart from an older checkpoint). TensorBoard draws such records as
-one line that jumps back; averaging them as one run would be wrong. So the
-records of a directory (its event files merged in the order they were
-written, by wall time) are cut wherever a recorder tag's step goes below
-the highest step so far, and each stretch becomes its own run, named
-`<dir>#1`, `<dir>#2`, ... (usually one per event file), with a notice.
-Steps that go on in a new event file (a resumed training), and two
-writers recording at the same time, stay one run.
+One directory can hold several runs, and averaging two as one would be
+wrong, so the report never does; it splits them, with a notice:
+
+* One after the other: the same `output_dir` used by two trainings whose
+  steps start over (a second script run, a restart from an older
+  checkpoint). TensorBoard draws such records as one line that jumps back.
+  The records of one writer's files, merged in the order they were written
+  (by wall time), are cut wherever a recorder tag's step goes below the
+  highest step so far; the stretches are named `<dir>#1`, `<dir>#2`, ...
+  (usually one per event file).
+* At the same time: two event files whose records were written over the
+  same wall-clock time and hold the same recorder tag at overlapping steps
+  (two processes writing at once, two runs started at once). Each writer's
+  files become runs of their own, named `<dir>#<event file>` after the
+  first file of each (its name after `tfevents.`).
+
+Steps that go on in a new event file (a resumed training) stay one run, as
+do two files written at the same time with different tags (a
+`GraphStepCounter` and a `StepCounter` with another `tag=`, or Keras's
+`TensorBoard` callback beside the counter): nothing in them is averaged.
 
 Everything that could not be read, or was read only in part, becomes a
 one-line notice naming the file; the rest is still read.
@@ -28,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from keras_stepcounter.tools.events import (
+    EVENT_FILE_MARK,
     EventFileRead,
     ScalarRecord,
     is_event_file_name,
@@ -124,9 +135,43 @@ def _split_runs(
         if read.problem is not None:
             notices.append(read.notice())
         reads.append(read)
-    stretches: List[Run] = [Run(name, directory)]
-    highest: Optional[int] = None
+    writers, overlap = _writers(reads)
     restarts: List[str] = []
+    stretches = [
+        run for files in writers for run in _stretches(directory, files, restarts)
+    ]
+    runs = [run for run in stretches if run.scalars]
+    if len(runs) == 1:
+        runs[0].name = name
+    elif len(writers) == 1:
+        for number, run in enumerate(runs, start=1):
+            run.name = f"{name}#{number}"
+    else:
+        runs.sort(key=_first_time)
+        _name_by_first_file(name, runs)
+    if len(runs) > 1:
+        reasons = [] if overlap is None else [
+            f"{len(writers)} writers recorded at the same time ({overlap})"
+        ]
+        if restarts:
+            reasons.append(f"its steps start over ({restarts[0]})")
+        notices.append(
+            f"{directory}: holds {len(runs)} runs, {'; '.join(reasons)}; "
+            f"reported apart as {', '.join(run.name for run in runs)}, "
+            "never averaged as one"
+        )
+    return runs
+
+
+def _stretches(
+    directory: str, reads: Sequence[EventFileRead], restarts: List[str]
+) -> List[Run]:
+    """One writer's records cut where a recorder tag's step goes back.
+
+    Each cut is described in `restarts`. The runs are not named yet.
+    """
+    stretches: List[Run] = [Run("", directory)]
+    highest: Optional[int] = None
     for path, tag, record in _in_time_order(reads):
         if _counts_for_order(tag):
             if highest is not None and record.step < highest:
@@ -134,23 +179,100 @@ def _split_runs(
                     f"step {record.step} of {tag} in {os.path.basename(path)} "
                     f"after step {highest}"
                 )
-                stretches.append(Run(name, directory))
+                stretches.append(Run("", directory))
                 highest = None
             highest = record.step if highest is None else max(highest, record.step)
         run = stretches[-1]
         run.scalars.setdefault(tag, []).append(record)
         if path not in run.files:
             run.files.append(path)
-    runs = [run for run in stretches if run.scalars]
-    if len(runs) > 1:
-        for number, run in enumerate(runs, start=1):
-            run.name = f"{name}#{number}"
-        notices.append(
-            f"{directory}: holds {len(runs)} runs, its steps start over "
-            f"({restarts[0]}); reported apart as "
-            f"{', '.join(run.name for run in runs)}, never averaged as one"
-        )
-    return runs
+    return stretches
+
+
+def _first_time(run: Run) -> float:
+    return min(r.wall_time for records in run.scalars.values() for r in records)
+
+
+def _name_by_first_file(name: str, runs: Sequence[Run]) -> None:
+    """`<dir>#<first event file>` for each run (`#2`, ... where one repeats)."""
+    seen: Dict[str, int] = {}
+    for run in runs:
+        base = os.path.basename(run.files[0])
+        short = base.split(EVENT_FILE_MARK + ".", 1)[-1]
+        run.name = f"{name}#{short}"
+        seen[run.name] = seen.get(run.name, 0) + 1
+        if seen[run.name] > 1:
+            run.name += f"#{seen[run.name]}"
+
+
+@dataclass(frozen=True)
+class _Span:
+    """When a file's recorder records were written, and at which steps."""
+
+    first_time: float
+    last_time: float
+    steps: Dict[str, Tuple[int, int]]
+
+
+def _span(read: EventFileRead) -> Optional[_Span]:
+    ordered = [(tag, r) for tag, r in read.scalars if _counts_for_order(tag)]
+    if not ordered:
+        return None
+    steps: Dict[str, Tuple[int, int]] = {}
+    for tag, record in ordered:
+        low, high = steps.get(tag, (record.step, record.step))
+        steps[tag] = (min(low, record.step), max(high, record.step))
+    times = [record.wall_time for _, record in ordered]
+    return _Span(min(times), max(times), steps)
+
+
+def _overlap(a: _Span, b: _Span) -> Optional[str]:
+    """How two files' records overlap, if written at the same time with
+    the same tag at the same steps; else None."""
+    if not (a.first_time < b.last_time and b.first_time < a.last_time):
+        return None
+    for tag in sorted(a.steps.keys() & b.steps.keys()):
+        low = max(a.steps[tag][0], b.steps[tag][0])
+        high = min(a.steps[tag][1], b.steps[tag][1])
+        if low <= high:
+            return f"{tag} at steps {low}-{high} in both"
+    return None
+
+
+def _writers(
+    reads: Sequence[EventFileRead],
+) -> Tuple[List[List[EventFileRead]], Optional[str]]:
+    """The files of each writer, and how the first two at once overlap.
+
+    In the order they began, each file joins the first writer none of whose
+    files it overlaps (`_overlap`), else starts a writer of its own. Files
+    without recorder records join the first writer.
+    """
+    spans = [(read, _span(read)) for read in reads]
+    timed = sorted(
+        ((read, span) for read, span in spans if span is not None),
+        key=lambda item: item[1].first_time,
+    )
+    writers: List[List[Tuple[EventFileRead, _Span]]] = []
+    first_overlap: Optional[str] = None
+    for read, span in timed:
+        for writer in writers:
+            overlaps = [(r, _overlap(s, span)) for r, s in writer]
+            found = [(r, text) for r, text in overlaps if text is not None]
+            if not found:
+                writer.append((read, span))
+                break
+            if first_overlap is None:
+                other, text = found[0]
+                first_overlap = (
+                    f"{text} {os.path.basename(other.path)} and "
+                    f"{os.path.basename(read.path)}"
+                )
+        else:
+            writers.append([(read, span)])
+    files = [[read for read, _ in writer] for writer in writers] or [[]]
+    files[0].extend(read for read, span in spans if span is None)
+    return files, first_overlap
 
 
 def _in_time_order(
@@ -158,8 +280,8 @@ def _in_time_order(
 ) -> Iterator[Tuple[str, str, ScalarRecord]]:
     """(path, tag, record) of all files, merged by wall time, each file in order.
 
-    Files written at the same time (two writers) interleave as written;
-    files written one after the other follow each other.
+    Files written at the same time with different tags interleave as
+    written; files written one after the other follow each other.
     """
     streams = [
         [(read.path, tag, record) for tag, record in read.scalars] for read in reads

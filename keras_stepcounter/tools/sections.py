@@ -1,5 +1,4 @@
-"""The report's sections beyond rates (the instruments of
-docs/beyond-steps-per-sec.md), where recorded.
+"""The report's sections beyond the rates, where recorded.
 
 * Step time: the `step_time/p50|p90|p99|max` records (each over one rate
   record's interval, in seconds) summarised per run: the median over
