@@ -20,8 +20,26 @@ from typing import Any, Callable, Tuple
 import tensorflow as tf
 
 keras = tf.keras
-# Keras 3 wraps backend variables in keras.Variable; tf_keras uses tf.Variable.
-_VARIABLE_TYPES = (tf.Variable, getattr(keras, "Variable", tf.Variable))
+
+
+def _variable_types() -> Tuple[Any, ...]:
+    """`tf.Variable` and Keras 3's variable classes (tf_keras uses the former).
+
+    Keras before 3.7 exports `keras.Variable` as a subclass of its backend's
+    variable class, and the variables layers and optimizers make are of that
+    base, not of the export (later Keras makes them of the export): Keras's
+    own classes among the export's bases cover both.
+    """
+    exported = getattr(keras, "Variable", None)
+    if exported is None:
+        return (tf.Variable,)
+    bases = tuple(
+        cls for cls in exported.__mro__ if cls.__module__.split(".")[0] == "keras"
+    )
+    return (tf.Variable, *bases)
+
+
+_VARIABLE_TYPES = _variable_types()
 
 
 class StepReader:

@@ -8,6 +8,7 @@ after flushing its cached writer (`oracle_records`).
 
 import logging
 import math
+import os
 import time
 import types
 
@@ -23,6 +24,9 @@ from keras_stepcounter.tools.events import read_scalars
 
 Oracle = tf.compat.v1.train.StepCounterHook
 TAG = "global_step/sec"
+# Where our log lines come from: the package itself, wherever it is installed
+# (a path merely containing its name may be TensorFlow's, in a venv there).
+PACKAGE_DIR = os.path.dirname(os.path.abspath(keras_stepcounter.__file__)) + os.sep
 
 
 # Helpers. -----------------------------------------------------------------
@@ -90,7 +94,7 @@ class SourceCapture(logging.Handler):
         self.messages = {"ours": [], "oracle": []}
 
     def emit(self, record):
-        if "keras_stepcounter" in record.pathname:
+        if os.path.abspath(record.pathname).startswith(PACKAGE_DIR):
             self.messages["ours"].append((record.levelno, record.getMessage()))
         elif record.pathname.endswith("basic_session_run_hooks.py"):
             self.messages["oracle"].append((record.levelno, record.getMessage()))

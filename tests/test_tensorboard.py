@@ -34,6 +34,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _keras_version():
+    import keras
+
+    return tuple(int(part) for part in keras.__version__.split(".")[:2])
+
+
 def _get_json(base_url, path, **params):
     url = f"{base_url}{path}"
     if params:
@@ -109,7 +115,13 @@ def test_keras_tensorboard_callback_in_the_same_run(
     scalars = read_scalars(str(tmp_path / "train"))
     assert [r.step for r in scalars["global_step/sec"]] == [11, 21]
     if update_freq == 7:
-        assert [r.step for r in scalars["batch_loss"]] == [7, 14, 21, 28]
+        batch_steps = [r.step for r in scalars["batch_loss"]]
+        if _keras_version() >= (3, 15):
+            assert batch_steps == [7, 14, 21, 28]
+        else:
+            # Older Keras evaluates its update_freq condition once, at step
+            # 0, so it holds at every batch: one summary a batch.
+            assert len(batch_steps) == 30
     else:
         assert [r.step for r in scalars["epoch_loss"]] == [0]
 
