@@ -103,7 +103,7 @@ def test_mirrored_strategy_counts_global_steps_and_examples(flavour):
     }
 
 
-def _within(values, low, high, around):
+def _outside(values, low, high, around):
     return [v for v in values if not low * around <= v <= high * around]
 
 
@@ -111,19 +111,19 @@ def _within(values, low, high, around):
 def test_records_spanning_an_epoch_end_read_like_their_neighbours(flavour, run):
     # Real time: 0.02 s a step, 0.3 s of other callbacks' work after each
     # epoch's last batch (a pause by the rule, whatever hook the counter
-    # learns of it in). Were the tail counted, the records at 13 and 22
-    # (10 -> 13, 19 -> 22) would read about a fifth of the others.
+    # learns of it in). Were the tail counted, the records at 11 and 21
+    # (6 -> 11, 16 -> 21) would read about a quarter of the others.
     _, results = flavour
     checks = results["epoch_end"][run]
     rates = checks["records"]["global_step/sec"]
-    assert [step for step, _ in rates] == [4, 7, 10, 13, 16, 19, 22, 25, 28]
+    assert [step for step, _ in rates] == [6, 11, 16, 21, 26]
     values = [value for _, value in rates]
     median = sorted(values)[len(values) // 2]
-    assert _within(values, 0.5, 2.0, median) == [], rates
+    assert _outside(values, 0.5, 2.0, median) == [], rates
     # The epoch's rate too: three epochs, each within the same bounds.
     epoch_rates = checks["steps_per_sec"]
     assert len(epoch_rates) == 3
-    assert _within(epoch_rates, 0.5, 2.0, median) == [], (epoch_rates, median)
+    assert _outside(epoch_rates, 0.5, 2.0, median) == [], (epoch_rates, median)
 
 
 @pytest.mark.parametrize("run", ["plain", "validation"])
@@ -197,7 +197,8 @@ def test_a_hang_tells_one_story_in_every_instrument(flavour):
     seconds = {name: records[f"goodput/{name}_secs"][0][1] for name in buckets}
     (total,) = [value for _, value in records["goodput/total_secs"]]
     assert sum(seconds.values()) == pytest.approx(total, rel=1e-5)
-    assert 29 * 0.01 <= seconds["step"] < 1.2 / 2
+    # 28 steps of at least 0.01 s: step 1 is startup, step 16 in the stall.
+    assert 28 * 0.01 <= seconds["step"] < 1.2  # With the hang it would be over.
     (warning,) = [m for m in results["stalls"]["hang_warnings"] if "keras_stepcounter" in m]
     assert "training is at global step about 15 (step 11 read, and 4 batch calls since)" in warning
 
