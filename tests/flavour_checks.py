@@ -221,8 +221,8 @@ def watchdog_threads():
 
 
 def stall_checks():
-    """One counter, one model: a fit of 3 epochs of 10 steps with a 1.2 s
-    hang after batch 15; then a fit interrupted (KeyboardInterrupt) at its
+    """One counter, one model: a fit of 3 epochs of 10 steps with a 1.6 s
+    hang after batch 15 (a stall: 0.8 s without a step end); then a fit interrupted (KeyboardInterrupt) at its
     5th batch, 1 s of an idle interpreter, and a last fit of 10 steps."""
     messages = Messages()
     logger = logging.getLogger("tensorflow")
@@ -230,13 +230,13 @@ def stall_checks():
     logger.setLevel(logging.INFO)
     log_dir, results = run_dir(), {}
     counter = keras_stepcounter.StepCounter(
-        every_n_steps=5, output_dir=log_dir, stall_secs=0.5, goodput=True,
+        every_n_steps=5, output_dir=log_dir, stall_secs=0.8, goodput=True,
         step_time_stats=True,
     )
     model = make_model()
     model.fit(X[:40], Y[:40], batch_size=4, epochs=3, verbose=0, shuffle=False,
               validation_data=(X[:8], Y[:8]),
-              callbacks=[counter, HangThenRaise(hang_at=15, hang=1.2)])
+              callbacks=[counter, HangThenRaise(hang_at=15, hang=1.6)])
     results["hang"] = records(log_dir)
     results["hang_warnings"] = [m for level, m in messages.lines if level == "WARNING"]
     try:

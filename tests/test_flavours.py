@@ -181,13 +181,13 @@ def test_gradient_accumulation_first_record_leaves_out_the_first_update(flavour,
 
 
 def test_a_hang_tells_one_story_in_every_instrument(flavour):
-    # 30 steps of ~0.01 s, a 1.2 s hang after the 15th batch end: the 16th
+    # 30 steps of ~0.01 s, a 1.6 s hang after the 15th batch end: the 16th
     # step's end ends it; the record at 16 holds it in its rate and its
     # step_time/max, the ledger in its stall bucket alone.
     _, results = flavour
     records = results["stalls"]["hang"]
     ((step, stall),) = records["stall_secs"]
-    assert step == 16 and 1.2 <= stall < 2 * 1.2
+    assert step == 16 and 1.6 <= stall < 2 * 1.6
     rates = dict(records["global_step/sec"])
     assert sorted(rates) == [6, 11, 16, 21, 26]
     assert dict(records["step_time/max"])[16] == pytest.approx(stall, rel=1e-6)
@@ -198,8 +198,9 @@ def test_a_hang_tells_one_story_in_every_instrument(flavour):
     (total,) = [value for _, value in records["goodput/total_secs"]]
     assert sum(seconds.values()) == pytest.approx(total, rel=1e-5)
     # 28 steps of at least 0.01 s: step 1 is startup, step 16 in the stall.
-    assert 28 * 0.01 <= seconds["step"] < 1.2  # With the hang it would be over.
+    assert 28 * 0.01 <= seconds["step"] < 1.6  # With the hang it would be over.
     (warning,) = [m for m in results["stalls"]["hang_warnings"] if "keras_stepcounter" in m]
+    assert "no training step has ended for" in warning
     assert "training is at global step about 15 (step 11 read, and 4 batch calls since)" in warning
 
 
