@@ -8,9 +8,12 @@ two logical CPU devices, which must be configured before TensorFlow starts.
 """
 
 import json
+import logging
 import os
 import sys
 import tempfile
+import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -75,6 +78,26 @@ class CountingModel(keras.Model):
         return logs
 
 
+class EpochTail(keras.callbacks.Callback):
+    """Real time, listed after the counter: `per_batch` seconds at each
+    batch's begin (inside the step), and `tail` seconds after the end of
+    each epoch's last batch (batch index `last_batch`). The tail is time
+    after the epoch's last batch end: a pause for every instrument. Were it
+    counted, the record spanning the epoch end would read its 5 steps over
+    `tail` seconds more, a quarter of its neighbours."""
+
+    def __init__(self, last_batch, per_batch=0.02, tail=0.3):
+        super().__init__()
+        self.last_batch, self.per_batch, self.tail = last_batch, per_batch, tail
+
+    def on_train_batch_begin(self, batch, logs=None):
+        time.sleep(self.per_batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.last_batch:
+            time.sleep(self.tail)
+
+
 def make_model(steps_per_execution=1):
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse", steps_per_execution=steps_per_execution)
@@ -131,6 +154,111 @@ def flavour_checks():
     return results
 
 
+def epoch_end_checks():
+    """Three epochs of 10 batches with real time, records every 5 steps:
+    the records at 11 and 21 span an epoch end (6 -> 11, 16 -> 21)."""
+    results = {}
+    for name, validation in (("plain", None), ("validation", (X[:8], Y[:8]))):
+        log_dir = run_dir()
+        counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=log_dir, goodput=True)
+        model = make_model()
+        model.fit(X[:40], Y[:40], batch_size=4, epochs=3, verbose=0, shuffle=False,
+                  validation_data=validation, callbacks=[counter, EpochTail(last_batch=9)])
+        results[name] = {
+            "records": records(log_dir),
+            "steps_per_sec": model.history.history.get("steps_per_sec"),
+        }
+    return results
+
+
+def accumulation_checks():
+    """Keras 3's `gradient_accumulation_steps=2`, a fake clock (0.125 s a
+    batch), `batch_size=4`: 2 epochs of 12 batches, 6 applied updates each."""
+    log_dir, clock = run_dir(), FakeClock()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(gradient_accumulation_steps=2), loss="mse")
+    counter = counter_on(clock, every_n_steps=3, output_dir=log_dir, batch_size=4)
+    model.fit(X[:48], Y[:48], batch_size=4, epochs=2, verbose=0, shuffle=False,
+              callbacks=[Ticker(clock), counter])
+    return {
+        "records": records(log_dir),
+        "iterations_after": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+        "steps_per_sec": model.history.history.get("steps_per_sec"),
+    }
+
+
+class Messages(logging.Handler):
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append([record.levelname, record.getMessage()])
+
+
+class HangThenRaise(keras.callbacks.Callback):
+    """Real time, after the counter: `hang` seconds after the end of the
+    fit's `hang_at`th batch; `error` raised at the end of its `raise_at`th."""
+
+    def __init__(self, hang_at=None, hang=0.0, raise_at=None, error=None):
+        super().__init__()
+        self.hang_at, self.hang, self.raise_at, self.error = hang_at, hang, raise_at, error
+        self.batches = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        time.sleep(0.01)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.batches == self.hang_at:
+            time.sleep(self.hang)
+        if self.batches == self.raise_at:
+            raise self.error("raised from a callback")
+
+
+def watchdog_threads():
+    return [t for t in threading.enumerate() if t.name == "keras_stepcounter-stall-watchdog"]
+
+
+def stall_checks():
+    """One counter, one model: a fit of 3 epochs of 10 steps with a 1.6 s
+    hang after batch 15 (a stall: 0.8 s without a step end); then a fit interrupted (KeyboardInterrupt) at its
+    5th batch, 1 s of an idle interpreter, and a last fit of 10 steps."""
+    messages = Messages()
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(messages)
+    logger.setLevel(logging.INFO)
+    log_dir, results = run_dir(), {}
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=5, output_dir=log_dir, stall_secs=0.8, goodput=True,
+        step_time_stats=True,
+    )
+    model = make_model()
+    model.fit(X[:40], Y[:40], batch_size=4, epochs=3, verbose=0, shuffle=False,
+              validation_data=(X[:8], Y[:8]),
+              callbacks=[counter, HangThenRaise(hang_at=15, hang=1.6)])
+    results["hang"] = records(log_dir)
+    results["hang_warnings"] = [m for level, m in messages.lines if level == "WARNING"]
+    try:
+        model.fit(X[:40], Y[:40], batch_size=4, epochs=1, verbose=0,
+                  callbacks=[counter, HangThenRaise(raise_at=5, error=KeyboardInterrupt)])
+        results["interrupted"] = False
+    except KeyboardInterrupt:
+        results["interrupted"] = True
+    start = time.perf_counter()
+    while watchdog_threads() and time.perf_counter() - start < 3:
+        time.sleep(0.01)
+    results["thread_gone_secs"] = time.perf_counter() - start
+    idle_from = len(messages.lines)
+    time.sleep(1.0)
+    results["idle_lines"] = messages.lines[idle_from:]
+    model.fit(X[:40], Y[:40], batch_size=4, epochs=1, verbose=0, callbacks=[counter])
+    results["last_fit"] = records(log_dir)
+    results["threads_at_end"] = len(watchdog_threads())
+    logger.removeHandler(messages)
+    return results
+
+
 def mirrored_checks():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {"replicas": strategy.num_replicas_in_sync}
@@ -164,7 +292,10 @@ def mirrored_checks():
 
 
 if __name__ == "__main__":
-    output = {"flavour": flavour_checks()}
+    output = {"flavour": flavour_checks(), "epoch_end": epoch_end_checks(),
+              "stalls": stall_checks()}
+    if not TF_KERAS:  # tf_keras optimizers have no gradient accumulation.
+        output["accumulation"] = accumulation_checks()
     if ON_TENSORFLOW:
         output["mirrored"] = mirrored_checks()
     print("RESULTS " + json.dumps(output))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # ~10 s per flavour: one TensorFlow start each.
+pytestmark = pytest.mark.slow  # ~15 s per flavour: one TensorFlow start each.
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "flavour_checks.py"
@@ -101,3 +101,120 @@ def test_mirrored_strategy_counts_global_steps_and_examples(flavour):
         "global_step/sec": [[21, 8.0], [26, 8.0]],
         "examples/sec": [[21, 64.0], [26, 64.0]],
     }
+
+
+def _outside(values, low, high, around):
+    return [v for v in values if not low * around <= v <= high * around]
+
+
+@pytest.mark.parametrize("run", ["plain", "validation"])
+def test_records_spanning_an_epoch_end_read_like_their_neighbours(flavour, run):
+    # Real time: 0.02 s a step, 0.3 s of other callbacks' work after each
+    # epoch's last batch (a pause by the rule, whatever hook the counter
+    # learns of it in). Were the tail counted, the records at 11 and 21
+    # (6 -> 11, 16 -> 21) would read about a quarter of the others.
+    _, results = flavour
+    checks = results["epoch_end"][run]
+    rates = checks["records"]["global_step/sec"]
+    assert [step for step, _ in rates] == [6, 11, 16, 21, 26]
+    values = [value for _, value in rates]
+    median = sorted(values)[len(values) // 2]
+    assert _outside(values, 0.5, 2.0, median) == [], rates
+    # The epoch's rate too: three epochs, each within the same bounds.
+    epoch_rates = checks["steps_per_sec"]
+    assert len(epoch_rates) == 3
+    assert _outside(epoch_rates, 0.5, 2.0, median) == [], (epoch_rates, median)
+
+
+@pytest.mark.parametrize("run", ["plain", "validation"])
+def test_the_ledger_books_the_epoch_tails_as_boundary_time(flavour, run):
+    # The same seconds the rate leaves out: 3 tails of 0.3 s (the last one
+    # is the run's tail) are boundary time, and since every second is in
+    # one bucket, never step time; 30 steps of at least 0.02 s each.
+    _, results = flavour
+    ledger = {tag.split("/")[1]: values[0]
+              for tag, values in results["epoch_end"][run]["records"].items()
+              if tag.startswith("goodput/") and tag != "goodput/fraction"}
+    assert {step for step, _ in ledger.values()} == {30}
+    seconds = {name: value for name, (_, value) in ledger.items()}
+    assert seconds["epoch_boundary_secs"] >= 3 * 0.3
+    assert seconds["step_secs"] + seconds["startup_secs"] >= 30 * 0.02
+    assert seconds["stall_secs"] == 0.0
+    total = seconds.pop("total_secs")
+    assert sum(seconds.values()) == pytest.approx(total, rel=1e-5)
+
+
+def test_gradient_accumulation_counts_the_examples_of_applied_updates(flavour):
+    # Keras 3 optimizer with gradient_accumulation_steps=2, batch_size=4,
+    # 0.125 fake seconds a batch: an update every 0.25 s, 8 examples each.
+    name, results = flavour
+    if name == "tf_keras":  # tf_keras optimizers have no gradient accumulation.
+        assert "accumulation" not in results
+        return
+    checks = results["accumulation"]
+    assert checks["iterations_after"] == 12  # 24 batches, 12 applied updates.
+    rates = checks["records"]["global_step/sec"]
+    examples = checks["records"]["examples/sec"]
+    assert [step for step, _ in examples] == [step for step, _ in rates]
+    for (_, rate), (_, per_sec) in zip(rates, examples):
+        assert per_sec == pytest.approx(rate * 4 * 2)
+    assert [value for _, value in rates[1:]] == [4.0] * (len(rates) - 1)
+
+
+def test_gradient_accumulation_first_record_leaves_out_the_first_update(flavour, request):
+    # The run's first step is its first applied update (2 batches here), not
+    # its first batch call: the first record and the first epoch's rate read
+    # 4.0 like the rest. Today the baseline is taken at the first batch end
+    # (step 0, half an update done): the first record reads 3 updates over
+    # 5 batches (4.8), the first epoch 6 over 11 (4.36).
+    name, results = flavour
+    if name == "tf_keras":
+        assert "accumulation" not in results
+        return
+    request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
+        "under gradient accumulation the first step end is the first batch "
+        "call, not the first applied update")))
+    checks = results["accumulation"]
+    values = [value for _, value in checks["records"]["global_step/sec"]]
+    assert len(values) >= 3 and set(values) == {4.0}, values
+    assert checks["steps_per_sec"] == [4.0, 4.0]
+
+
+def test_a_hang_tells_one_story_in_every_instrument(flavour):
+    # 30 steps of ~0.01 s, a 1.6 s hang after the 15th batch end: the 16th
+    # step's end ends it; the record at 16 holds it in its rate and its
+    # step_time/max, the ledger in its stall bucket alone.
+    _, results = flavour
+    records = results["stalls"]["hang"]
+    ((step, stall),) = records["stall_secs"]
+    assert step == 16 and 1.6 <= stall < 2 * 1.6
+    rates = dict(records["global_step/sec"])
+    assert sorted(rates) == [6, 11, 16, 21, 26]
+    assert dict(records["step_time/max"])[16] == pytest.approx(stall, rel=1e-6)
+    assert stall <= 5 / rates[16] < stall + 4 * 0.1
+    assert records["goodput/stall_secs"] == [[30, pytest.approx(stall, rel=1e-6)]]
+    buckets = ("startup", "step", "epoch_boundary", "stall", "recorder", "other")
+    seconds = {name: records[f"goodput/{name}_secs"][0][1] for name in buckets}
+    (total,) = [value for _, value in records["goodput/total_secs"]]
+    assert sum(seconds.values()) == pytest.approx(total, rel=1e-5)
+    # 28 steps of at least 0.01 s: step 1 is startup, step 16 in the stall.
+    assert 28 * 0.01 <= seconds["step"] < 1.6  # With the hang it would be over.
+    (warning,) = [m for m in results["stalls"]["hang_warnings"] if "keras_stepcounter" in m]
+    assert "no training step has ended for" in warning
+    assert "training is at global step about 15 (step 11 read, and 4 batch calls since)" in warning
+
+
+def test_an_interrupted_fit_leaves_no_watchdog_and_the_counter_works_on(flavour):
+    # KeyboardInterrupt from a callback at the 5th batch of a fit from step
+    # 30: Keras skips on_train_end; the watchdog goes with the fit, says
+    # nothing while the interpreter idles, and the next fit (steps 36..45)
+    # records at its baseline + 5 and writes its ledger.
+    _, results = flavour
+    stalls = results["stalls"]
+    assert stalls["interrupted"] is True
+    assert stalls["thread_gone_secs"] < 2.0
+    assert [line for line in stalls["idle_lines"] if "keras_stepcounter" in line[1]] == []
+    last = stalls["last_fit"]
+    assert [step for step, _ in last["global_step/sec"]] == [6, 11, 16, 21, 26, 41]
+    assert [step for step, _ in last["goodput/total_secs"]] == [30, 45]
+    assert stalls["threads_at_end"] == 0
