@@ -273,12 +273,19 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
                 batches_per_call=batches_per_call,
                 steps_per_call=updates_per_call(batches_per_call, reader.calls_per_update),
                 calls_per_update=reader.calls_per_update,
+                batches_per_epoch=self._batches_per_epoch(),
             )
         )
         self._writes = is_chief(self.model)
         self._recorder.set_writing(self._writes, process_label())
         if self._writes:
             self._writer.open()
+
+    def _batches_per_epoch(self) -> Optional[int]:
+        """Keras's `params["steps"]` in `fit` (None in a custom loop, or for
+        a dataset of unknown length)."""
+        steps = (getattr(self, "params", None) or {}).get("steps")
+        return steps if isinstance(steps, int) and steps > 0 else None
 
     def _highest_recorded_step(self) -> Optional[int]:
         """The highest step in the counters' own event files in `output_dir`

@@ -357,7 +357,9 @@ def test_examples_of_an_applied_update_with_gradient_accumulation(fake_clock):
     recorder.begin_run(RunSource(read=lambda: calls.step // 2, calls_per_update=2))
     recorder.begin_steps()
     run_batches(recorder, calls, fake_clock, 12)
-    # Baseline: step 0 at the first call's end; step 5 at the 10th's.
+    # The first step is the first applied update: the baseline is step 1 at
+    # the 2nd call's end; the record step 6 at the 12th's, 5 updates in 10
+    # calls of 0.25 s.
     ((step, scalars),) = sink.records
-    assert step == 5 and scalars["global_step/sec"] == 5 / (9 * 0.25)
-    assert scalars["examples/sec"] == scalars["global_step/sec"] * 8 * 2  # 16 an update.
+    assert step == 6 and scalars["global_step/sec"] == 2.0
+    assert scalars["examples/sec"] == 2.0 * 8 * 2  # 16 examples an update.

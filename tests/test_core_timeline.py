@@ -225,11 +225,19 @@ def test_recorded_steps_rerun_rule(start, on_disk, wrote, expected):
 def test_recorded_steps_read_the_disk_once():
     reads = []
     recorded = RecordedSteps(lambda: reads.append(1) or 100)
-    assert recorded.rerun_steps(0) is None and reads == []  # A new run reads nothing.
     assert recorded.rerun_steps(50) == 50
     recorded.wrote(150)
     assert recorded.rerun_steps(50) == 100
     assert reads == [1]
+
+
+def test_a_new_run_from_step_0_forgets_older_records():
+    reads = []
+    recorded = RecordedSteps(lambda: reads.append(1) or 1000)
+    assert recorded.rerun_steps(0) is None and reads == []  # Nothing read.
+    assert recorded.rerun_steps(50) is None  # The old run's 1000 is not this run's.
+    recorded.wrote(80)
+    assert recorded.rerun_steps(50) == 30 and reads == []
 
 
 def test_summary_line():

@@ -161,19 +161,16 @@ def test_gradient_accumulation_counts_the_examples_of_applied_updates(flavour):
     assert [value for _, value in rates[1:]] == [4.0] * (len(rates) - 1)
 
 
-def test_gradient_accumulation_first_record_leaves_out_the_first_update(flavour, request):
+def test_gradient_accumulation_first_record_leaves_out_the_first_update(flavour):
     # The run's first step is its first applied update (2 batches here), not
     # its first batch call: the first record and the first epoch's rate read
-    # 4.0 like the rest. Today the baseline is taken at the first batch end
-    # (step 0, half an update done): the first record reads 3 updates over
-    # 5 batches (4.8), the first epoch 6 over 11 (4.36).
+    # 4.0 like the rest. (With the baseline at the first batch end, step 0
+    # and half an update done, the first record read 3 updates over 5
+    # batches, 4.8, and the first epoch 6 over 11, 4.36.)
     name, results = flavour
     if name == "tf_keras":
         assert "accumulation" not in results
         return
-    request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
-        "under gradient accumulation the first step end is the first batch "
-        "call, not the first applied update")))
     checks = results["accumulation"]
     values = [value for _, value in checks["records"]["global_step/sec"]]
     assert len(values) >= 3 and set(values) == {4.0}, values

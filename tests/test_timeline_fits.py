@@ -275,11 +275,6 @@ def test_hang_has_its_own_row_in_the_report_and_epoch_ends_none(hang_fit):
     assert float(row[1]) == pytest.approx(stall, abs=0.01)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the watchdog warns of a stall in the time after an epoch's last batch "
-    "(a pause by the rule) until the counter's next hook, then logs that it "
-    "was epoch-boundary time: the counter could know the last batch from "
-    "Keras's params['steps']"))
 def test_work_after_an_epochs_last_batch_is_never_warned_of_as_a_stall(tmp_path):
     # A callback listed after the counter works 1 s on the epoch's last
     # batch (a checkpoint every 10 batches, say): boundary time for the
@@ -478,11 +473,6 @@ def assert_no_stall_from_before(log_dir, first_step_of_next_fit):
     assert stall_secs == 0.0 and step_secs >= 0.0 and 0.0 <= fraction <= 1.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a stall the watchdog found and that the fit's abort left open "
-    "(StallWatchdog._pending) is taken by the next fit's first read: "
-    "stall_secs there holds the idle time between the fits, and the "
-    "ledger's step_secs and fraction go negative"))
 def test_ctrl_c_during_a_hang_leaves_no_stall_for_the_next_fit(tmp_path):
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(tmp_path),
                                             stall_secs=0.3, goodput=True)
@@ -498,10 +488,6 @@ def test_ctrl_c_during_a_hang_leaves_no_stall_for_the_next_fit(tmp_path):
     assert_no_stall_from_before(tmp_path, first_step_of_next_fit=9)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a stall found before a failed step read stays pending after the run "
-    "goes idle; the next fit's first read takes it (stall_secs, negative "
-    "goodput/step_secs and fraction)"))
 def test_a_failed_read_during_a_stall_leaves_no_stall_for_the_next_fit(tmp_path):
     model = make_model()
 
@@ -639,10 +625,6 @@ def test_reused_dir_reads_only_counter_files_once_per_counter(reused_dir):
     assert reused_dir["reads_again"] == reads
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "re-run steps count an older run's records after a run that started at "
-    "step 0 in the same directory (RecordedSteps reads every counter file "
-    "there, whatever run wrote it)"))
 def test_a_restore_within_a_new_run_ignores_an_older_runs_records(tmp_path):
     # Yesterday's run got to step 20 here. Today's starts over at 0 (a new
     # run), reaches 10, and is restored to 5: 5 steps are redone, not 15.
@@ -735,10 +717,6 @@ def test_gradient_accumulation_examples_are_those_of_applied_updates(tmp_path):
         assert per_sec == pytest.approx(rate * 4 * 2, rel=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "under gradient accumulation the run's first step end is its first batch "
-    "call, not its first applied update: the first record and the first "
-    "epoch's steps_per_sec read k/(k-1) of the truth"))
 def test_gradient_accumulation_first_record_reads_like_the_rest(tmp_path):
     clock = FakeClock()
     model = make_model(keras.optimizers.SGD(gradient_accumulation_steps=2))
@@ -784,10 +762,6 @@ def test_mixed_precision_with_steps_per_execution_across_epoch_ends(tmp_path):
     assert seconds["epoch_boundary"] >= 3 * 0.3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "step_time/* weighs every batch call as steps_per_execution steps, also "
-    "an epoch's last call that covers fewer (Keras reports its end index as "
-    "if it were full; the step read at the epoch end tells)"))
 def test_step_time_of_an_epochs_short_last_call(tmp_path):
     # steps_per_execution=3, 10 batches an epoch: calls of 3, 3, 3 and 1
     # steps, each 0.125 fake seconds. The record at 13 covers the 1-step
@@ -876,11 +850,6 @@ def test_backup_and_restore_anywhere_in_the_list(backup_and_restore, order):
     assert [step for step, _ in after["goodput/total_secs"]] == [40]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the watchdog's run anchor is the frame that called on_train_begin: in "
-    "a hand-driven CallbackList whose on_train_begin ran in an earlier "
-    "notebook cell (or a helper function), that frame is gone, so the "
-    "thread ends at its first look and a hang is never warned of"))
 def test_a_hand_driven_loop_across_notebook_cells_is_watched(tmp_path):
     model = make_model()
     model.optimizer.build(model.trainable_variables)

@@ -69,9 +69,13 @@ class RecordedSteps:
         A start above 0 and below the highest step recorded is a restore
         from an older checkpoint: the steps from it to that highest are
         done again. A start at 0 is a new run (a script started over, a
-        tuner's next trial), not a re-run. None when nothing is redone.
+        tuner's next trial), not a re-run; what was recorded before it is
+        forgotten, so a restore later in this process is measured against
+        the new run's records only. None when nothing is redone.
         """
         if start_step <= 0:
+            self._read_highest = None
+            self._highest = None
             return None
         highest = self.highest()
         if highest is None or highest <= start_step:

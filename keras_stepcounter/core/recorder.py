@@ -116,10 +116,9 @@ class Recorder:
     ) -> Optional[StallWatchdog]:
         if stall_secs is None and not goodput:
             return None
-        timeline = self._timeline
         return StallWatchdog(
             AUTO if stall_secs is None else stall_secs,
-            progress=lambda: None if timeline.paused else timeline.last_end,
+            progress=self._progress,
             step_text=self._step_text,
             typical_step_secs=lambda: self._records.typical_step_secs,
             on_stall=self._read_at_next_batch,
@@ -147,6 +146,8 @@ class Recorder:
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
         self._training_deadline = -math.inf
         self._first_step_pending = True
+        self._calls_before_first_step = 0
+        self._epoch_calls_read = 0
         self._idle = False
         self._steps_running = False
         self.stretch_rate = None
@@ -230,12 +231,14 @@ class Recorder:
             self._end_stall_at_pause()
         if epoch_end:
             self._read_at_epoch_end()
+            self._epoch_calls_read = 0
         return True
 
     def _read_at_epoch_end(self) -> None:
         started = self._clock()
         step = self._safe_read()
         if step is not None:
+            self._reweigh_a_short_last_call(step)
             self._note_read(step)
             self.stretch_rate = self._timeline.epoch_rate(step)
             self._timeline.work(started, self._clock())  # Only while epochs are steps.
@@ -298,7 +301,14 @@ class Recorder:
         timeline = self._timeline
         self._end_stall(now, step)
         if self._first_step_pending:
+            if self._first_update_pending(step):
+                self._note_read(step)
+                self._calls_until_read = 1  # Read again at the next batch end.
+                timeline.work(now, self._clock())
+                self._arm_deadline()
+                return
             self._first_step_done(now, step)
+        self._reweigh_a_short_last_call(step)
         restarts = self._records.after_read(step, timeline.training_time(now), now)
         self._note_read(step)
         stalled = self._watchdog is not None and self._watchdog.pending
@@ -306,6 +316,17 @@ class Recorder:
         if restarts:
             self.instruments.interval_restarts(timeline.last_end)
         self._arm_deadline()
+
+    def _first_update_pending(self, step: int) -> bool:
+        """Whether the run's first step has yet to end: with gradient
+        accumulation, the first batch calls only accumulate, and the step
+        is the first applied update (so the startup, and no rate, holds
+        them)."""
+        self._calls_before_first_step += self._calls_since_read
+        return (
+            step == self._run_start_step
+            and self._calls_before_first_step < self._source.calls_per_update
+        )
 
     def _first_step_done(self, now: float, step: int) -> None:
         self._first_step_pending = False
@@ -340,7 +361,19 @@ class Recorder:
         if start is not None:
             self._watchdog.log_stall_at_pause(self._clock() - start)
 
+    def _reweigh_a_short_last_call(self, step: int) -> None:
+        """With `steps_per_execution=k`, an epoch's last call can cover fewer
+        than k steps (Keras gives no sign of it at its batch end); the step
+        read says how many, and `step_time/*` weighs that call by them."""
+        times, previous = self.instruments.step_times, self._last_read_step
+        if times is None or previous is None or self._source.calls_per_update != 1:
+            return
+        last = step - previous - (self._calls_since_read - 1) * self._batches_per_call
+        if 0 < last < self._batches_per_call:
+            times.reweigh_last(last)
+
     def _note_read(self, step: int) -> None:
+        self._epoch_calls_read += self._calls_since_read
         self._warnings.calls_read(self._calls_since_read)
         self._calls_until_read, self._training_deadline = self._schedule.next_read(
             step, self._calls_since_read, self._last_read_step
@@ -375,6 +408,20 @@ class Recorder:
 
     def _read_at_next_batch(self) -> None:
         self._deadline = -math.inf
+
+    def _progress(self) -> Optional[float]:
+        """Since when a step end is awaited; None while none is: steps
+        paused, or the epoch's last batch over (what follows until the
+        counter's next hook is an epoch boundary, by the timeline's rule)."""
+        timeline = self._timeline
+        if timeline.paused:
+            return None
+        epoch_batches = self._source.batches_per_epoch
+        if epoch_batches is not None and timeline.pauses_epochs:
+            calls = self._epoch_calls_read + self._calls_since_read
+            if calls * self._batches_per_call >= epoch_batches:
+                return None
+        return timeline.last_end
 
     def _step_text(self) -> str:
         """The global step training is at, for the stall warning: the last

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 StepRead = Callable[[], int]
 
@@ -19,6 +19,8 @@ class RunSource:
             (`steps_per_execution`).
         steps_per_call: Most global steps one call can advance.
         calls_per_update: Calls per applied update (gradient accumulation).
+        batches_per_epoch: Batches in an epoch (Keras's `params["steps"]`),
+            or None where unknown: tells the epoch's last batch call.
     """
 
     read: StepRead
@@ -26,3 +28,4 @@ class RunSource:
     batches_per_call: int = 1
     steps_per_call: int = 1
     calls_per_update: int = 1
+    batches_per_epoch: Optional[int] = None

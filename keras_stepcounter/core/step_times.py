@@ -98,6 +98,13 @@ class StepTimes:
             n = 0
         self._n = n + 1
 
+    def reweigh_last(self, steps: int) -> None:
+        """The last call added covered `steps` steps, not the number it was
+        added with (an epoch's short last call of `steps_per_execution`,
+        known only once the step is read). Nothing after a fold."""
+        if self._n > 0 and steps > 0:
+            self._steps[self._n - 1] = steps
+
     def clear(self) -> None:
         """Forgets the interval's steps (the buffer is kept)."""
         self._n = 0

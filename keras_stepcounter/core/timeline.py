@@ -150,7 +150,9 @@ class Timeline:
 
     def stall(self, start: float, end: float) -> None:
         """No step ended from `start` (the last step end) to `end` (the
-        step end that ended the stall)."""
+        step end that ended the stall). Only its part after the run's first
+        step end counts (a stall is a wait between steps)."""
+        start = max(start, self.first_end if self.first_end is not None else end)
         if end > start:
             self._stalls += end - start
 
@@ -205,6 +207,11 @@ class Timeline:
     @property
     def paused(self) -> bool:
         return not self.in_steps
+
+    @property
+    def pauses_epochs(self) -> bool:
+        """Epoch boundaries are pauses (`pause_between_epochs`)."""
+        return self._pause_between_epochs
 
     def _ledger(self, total: float) -> Dict[str, float]:
         """Buckets that add up to `total`: every second of the run in one."""

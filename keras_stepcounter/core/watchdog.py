@@ -217,7 +217,9 @@ class StallWatchdog:
         self._thread = thread
 
     def stop(self) -> None:
-        """Stops and joins the thread; safe to repeat, or if never started."""
+        """Stops and joins the thread, and forgets the run's stall state (a
+        stall its run left open is nobody's to end); safe to repeat, or if
+        never started."""
         watch, self._watch = self._watch, None
         thread, self._thread = self._thread, None
         if watch is not None:
@@ -225,6 +227,8 @@ class StallWatchdog:
             watch.anchor = None  # Holds the run's frame (and its locals) no longer.
         if thread is not None and thread is not threading.current_thread():
             thread.join(_JOIN_TIMEOUT_SECS)
+        with self._lock:
+            self._reported = self._pending = None
 
     def take_stall(self, now: float) -> Optional[float]:
         """The start of a found stall that a step end at `now` ended, once.
