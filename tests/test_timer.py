@@ -49,13 +49,13 @@ def test_hints_for_the_hot_path(fake_clock):
     assert secs.trigger_deadline() == fake_clock.now + 2.0
 
 
-def test_exclude_and_restart_clock_move_the_baseline_time(fake_clock):
+def test_restart_clock_and_a_given_now_move_the_baseline_time(fake_clock):
     timer = SecondOrStepTimer(every_steps=10, clock=fake_clock)
     timer.update_last_triggered_step(1)
-    fake_clock.advance(1.0)
-    timer.exclude(100.0)  # 100 s of validation, say.
-    fake_clock.advance(100.0)
-    assert timer.update_last_triggered_step(11) == (1.0, 10)
+    fake_clock.advance(101.0)
+    # A caller's training time that leaves out 100 s of validation.
+    assert timer.update_last_triggered_step(11, now=fake_clock() - 100.0) == (1.0, 10)
+    timer.update_last_triggered_step(11)  # Back on the clock.
     fake_clock.advance(3.0)
     timer.restart_clock()
     fake_clock.advance(2.0)

@@ -1,7 +1,7 @@
 """The trigger timer shared by every recorder, in plain Python.
 
 `SecondOrStepTimer` follows the rules of TF1's timer of the same name
-(`tf.compat.v1.train.SecondOrStepTimer`) with three changes that the
+(`tf.compat.v1.train.SecondOrStepTimer`) with two changes that the
 package promises:
 
 * time comes from the `clock` it is given, read when needed, or from the
@@ -11,9 +11,9 @@ package promises:
   (`compat.v1.SecondOrStepTimer`); `StepCounter` passes its timeline's
   training time, which leaves out pauses and its own work;
 * the baseline time can be re-taken after the recorder's own work
-  (`restart_clock`), so writing a record is not charged to training;
-* time that is not training can be taken out of the current interval
-  (`exclude`).
+  (`restart_clock`), so writing a record is not charged to training (the
+  v1 hook's way; `StepCounter` passes a training time that leaves out its
+  work and its pauses instead).
 
 It also answers "how soon could you trigger?" (`steps_until_trigger`,
 `trigger_deadline`), which is what lets the Keras callback skip reading the
@@ -124,11 +124,6 @@ class SecondOrStepTimer:
         """
         if self._last_triggered_time is not None:
             self._last_triggered_time = self._clock()
-
-    def exclude(self, seconds: float) -> None:
-        """Takes `seconds` of non-training time out of the current interval."""
-        if self._last_triggered_time is not None and seconds > 0:
-            self._last_triggered_time += seconds
 
     def steps_until_trigger(self, step: int) -> float:
         """Steps after `step` before a step trigger can be due (`inf`: never).

@@ -26,7 +26,7 @@ class SecondOrStepTimer(_CoreTimer):
     (`should_trigger_for_step`, `update_last_triggered_step`,
     `last_triggered_step`, `reset`), reading `time.time()` when called as
     it does; plus the shared timer's extensions (`restart_clock`,
-    `exclude`, `steps_until_trigger`, `trigger_deadline`).
+    `steps_until_trigger`, `trigger_deadline`).
 
     Args:
         every_secs: Seconds between triggers, or None.
