@@ -182,10 +182,6 @@ class Recorder:
     def idle(self) -> bool:
         return self._idle
 
-    @property
-    def timeline(self) -> Timeline:
-        return self._timeline
-
     def begin_steps(self) -> None:
         """Training steps start (an epoch's first batch, or a loop's start)."""
         if self._steps_running or not self._reads.in_run or self._idle:  # Every batch.
