@@ -31,6 +31,12 @@ STEP_TIME_TAGS = tuple(tag for tag, _ in STEP_TIME_PERCENTILES) + (MAX_TAG,)
 
 STALL_SECS_TAG = "stall_secs"
 
+# The step a rate interval starts from, written where a recorder takes a
+# new baseline (a run's first read, a step that went back): the first
+# record after it covers `step - baseline` steps, not the gap to the
+# record before (the report's throughput needs every record's steps).
+BASELINE_STEP_TAG = "baseline_step"
+
 GOODPUT_PREFIX = "goodput/"
 TOTAL_TAG = GOODPUT_PREFIX + "total_secs"
 STARTUP_TAG = GOODPUT_PREFIX + "startup_secs"
@@ -41,6 +47,9 @@ RECORDER_TAG = GOODPUT_PREFIX + "recorder_secs"
 OTHER_TAG = GOODPUT_PREFIX + "other_secs"
 FRACTION_TAG = GOODPUT_PREFIX + "fraction"
 RERUN_STEPS_TAG = GOODPUT_PREFIX + "rerun_steps"
+# Waiting for the next batch (`input_stats=True`): its own bucket, and the
+# share of each record's interval under `time_frac/input`.
+INPUT_TAG = GOODPUT_PREFIX + "input_secs"
 # The buckets that add up to TOTAL_TAG, in the order they are written.
 BUCKET_TAGS = (STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, STALL_TAG, RECORDER_TAG, OTHER_TAG)
 # Not a scalar: the ledger of a fit as a Markdown table (TensorBoard's Text
@@ -48,6 +57,7 @@ BUCKET_TAGS = (STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, STALL_TAG, RECORDER_TA
 LEDGER_TEXT_TAG = GOODPUT_PREFIX + "ledger"
 
 TIME_FRAC_PREFIX = "time_frac/"
+INPUT_FRAC_TAG = TIME_FRAC_PREFIX + "input"
 
 # Scalars beside the rates that the report summarises in its main table.
 EXTRA_TAGS = (TIME_TO_FIRST_STEP_TAG, MFU_TAG)
@@ -63,7 +73,7 @@ def is_recorder_tag(tag: str) -> bool:
     return (
         is_rate_tag(tag)
         or tag in EXTRA_TAGS
-        or tag == STALL_SECS_TAG
+        or tag in (STALL_SECS_TAG, BASELINE_STEP_TAG)
         or tag.startswith((STEP_TIME_PREFIX, GOODPUT_PREFIX, TIME_FRAC_PREFIX))
     )
 
