@@ -51,17 +51,21 @@ class StepReader:
             (SGD)").
         calls_per_update: Batch calls per applied update (gradient
             accumulation steps), 1 when every call may apply one.
+        loss_scaled: The optimizer is a loss-scale wrapper, which skips the
+            update of a step whose gradients overflow.
     """
 
     def __init__(
-        self, read: Callable[[], int], description: str, calls_per_update: int = 1
+        self,
+        read: Callable[[], int],
+        description: str,
+        calls_per_update: int = 1,
+        loss_scaled: bool = False,
     ) -> None:
         self.read = read
         self.description = description
         self.calls_per_update = calls_per_update
-
-    def __call__(self) -> int:
-        return self.read()
+        self.loss_scaled = loss_scaled
 
 
 def iterations_reader(model: Any) -> StepReader:
@@ -85,7 +89,8 @@ def iterations_reader(model: Any) -> StepReader:
     else:
         read_counter = variable_reader(counter)
         read = read_counter if accumulation == 1 else lambda: read_counter() // accumulation
-    return StepReader(read, description, accumulation)
+    loss_scaled = inner is not optimizer and "LossScale" in type(optimizer).__name__
+    return StepReader(read, description, accumulation, loss_scaled)
 
 
 def applied_update_counter(optimizer: Any) -> Tuple[Any, Any, int]:

@@ -23,14 +23,12 @@ from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.custom_loops import CustomLoopMethods
 from keras_stepcounter.dashboard import DashboardTags
 from keras_stepcounter.core.options import RecorderOptions
-from keras_stepcounter.core.ledger import RecordedSteps
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
 from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
 from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
 from keras_stepcounter.writer import ScalarWriter, check_writer_arguments
-from keras_stepcounter.writer.event_file import highest_own_step
 
 EPOCH_LOG_KEY = "steps_per_sec"
 
@@ -210,7 +208,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             step_time_stats=step_time_stats,
             stall_secs=stall_secs,
             goodput=goodput,
-            recorded=RecordedSteps(self._highest_recorded_step),
+            where=self._output_dir or "",
         )
         # The per-batch call goes straight to the recorder: no extra frame
         # on the hot path (Keras calls instance attributes like methods),
@@ -257,23 +255,26 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         self._recorder.end_run()
 
     def close(self) -> None:
-        """Closes the event file the counter opened (a user's writer stays open)
-        and stops its stall watchdog, if one still runs."""
-        self._recorder.instruments.stop()
+        """Ends a run left open (a `fit` that raised: its ledger is written,
+        ending at its last step end), stops its stall watchdog, and closes
+        the event file the counter opened (a user's writer stays open)."""
+        self._recorder.close_run()
         self._writer.close()
 
     # Internals. -----------------------------------------------------------
 
     def _begin_run(self, reader: StepReader) -> None:
-        batches_per_call = self._steps_per_call or steps_per_execution(self.model)
+        batches_per_call = steps_per_execution(self.model)
         self._recorder.begin_run(
             RunSource(
                 read=reader.read,  # Not the reader itself: a frame less a record.
                 description=reader.description,
                 batches_per_call=batches_per_call,
-                steps_per_call=updates_per_call(batches_per_call, reader.calls_per_update),
+                steps_per_call=self._steps_per_call
+                or updates_per_call(batches_per_call, reader.calls_per_update),
                 calls_per_update=reader.calls_per_update,
                 batches_per_epoch=self._batches_per_epoch(),
+                loss_scaled=reader.loss_scaled,
             )
         )
         self._writes = is_chief(self.model)
@@ -286,16 +287,6 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         a dataset of unknown length)."""
         steps = (getattr(self, "params", None) or {}).get("steps")
         return steps if isinstance(steps, int) and steps > 0 else None
-
-    def _highest_recorded_step(self) -> Optional[int]:
-        """The highest step in the counters' own event files in `output_dir`
-        (read once per counter, when a fit starts above step 0)."""
-        if self._output_dir is None:
-            return None
-        try:
-            return highest_own_step(self._output_dir)
-        except Exception:  # A report's problem, not training's.
-            return None
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "StepCounter":
         """A new counter with the same settings (tuners deep-copy callbacks).

@@ -110,12 +110,12 @@ class CustomLoopMethods:
                 counter.step_done()
         ```
         """
-        return self._recorder.instruments.sections.timed(name)
+        return self._recorder.sections.timed(name)
 
     def timed_iter(self, iterable: Iterable[T], name: str = "input") -> Iterator[T]:
         """Yields the items of `iterable`, timing each `next()` as `name`, so
         a loop's input wait shows as `time_frac/input`."""
-        return self._recorder.instruments.sections.timed_iter(iterable, name)
+        return self._recorder.sections.timed_iter(iterable, name)
 
     def step_done(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
         """One training step (or call of several) of a custom loop ended.

@@ -35,6 +35,8 @@ from tensorboard.plugins.custom_scalar import layout_pb2
 from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.tags import (
     BUCKET_TAGS,
+    INPUT_FRAC_TAG,
+    INPUT_TAG,
     DEFAULT_TAG,
     EXAMPLES_TAG,
     MAX_TAG,
@@ -59,6 +61,8 @@ class DashboardTags:
         mfu: `mfu` is written.
         step_time_stats: `step_time/p10` ... `/max` are written.
         goodput: The goodput ledger is written at the end of each `fit`.
+        input_stats: `time_frac/input` and the ledger's input bucket are
+            written.
 
     Example:
 
@@ -74,6 +78,7 @@ class DashboardTags:
     mfu: bool = False
     step_time_stats: bool = False
     goodput: bool = False
+    input_stats: bool = False
 
     @classmethod
     def of(
@@ -82,6 +87,7 @@ class DashboardTags:
         *,
         step_time_stats: bool = False,
         goodput: bool = False,
+        input_stats: bool = False,
     ) -> "DashboardTags":
         """The tags of a recorder with `options` and these instruments."""
         return cls(
@@ -90,6 +96,7 @@ class DashboardTags:
             mfu=options.mfu_per_step_rate is not None,
             step_time_stats=bool(step_time_stats),
             goodput=bool(goodput),
+            input_stats=bool(input_stats),
         )
 
 
@@ -106,7 +113,15 @@ def layout(tags: DashboardTags) -> layout_pb2.Layout:
         _lines("step time tail (s): p99, max", P99_TAG, MAX_TAG)
         if tags.step_time_stats
         else None,
-        _lines("goodput (seconds per fit)", *BUCKET_TAGS) if tags.goodput else None,
+        _lines("input wait (share of each interval)", INPUT_FRAC_TAG)
+        if tags.input_stats
+        else None,
+        _lines(
+            "goodput (seconds per fit)",
+            *(tag for tag in BUCKET_TAGS if tags.input_stats or tag != INPUT_TAG),
+        )
+        if tags.goodput
+        else None,
     ]
     category = layout_pb2.Category(
         title=CATEGORY, chart=[chart for chart in charts if chart is not None]

@@ -152,7 +152,7 @@ def test_rate_tracker_from_options(fake_clock):
                               peak_flops_per_sec=8.0, tag="train/sps")
     tracker = RateTracker.from_options(SecondOrStepTimer(every_steps=2, clock=fake_clock),
                                        options)
-    tracker.observe(0)
+    tracker.interval(0)
     fake_clock.advance(2.0)
     # Counted examples: examples/sec at every record, 0 included.
-    assert tracker.observe(2) == {"train/sps": 1.0, "examples/sec": 0.0, "mfu": 0.25}
+    assert tracker.scalars(*tracker.interval(2)) == {"train/sps": 1.0, "examples/sec": 0.0, "mfu": 0.25}

@@ -1,5 +1,5 @@
 """The framework-free recorder and its parts, on a fake clock and fake steps:
-`ReadSchedule`, `StepReads`, `Recorder` (no TensorFlow)."""
+`ReadSchedule`, `Recorder` (no TensorFlow)."""
 
 import logging
 import math
@@ -12,10 +12,9 @@ from keras_stepcounter.core.ledger_table import ledger_table
 from keras_stepcounter.core.rates import RateTracker
 from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
-from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.schedule import ReadSchedule
-from keras_stepcounter.core.step_reads import StepReads
 from keras_stepcounter.core.timer import SecondOrStepTimer
+from keras_stepcounter.core.watchdog import _Watch
 
 
 class ListSink:
@@ -30,8 +29,18 @@ class ListSink:
         self.texts.append((step, tag, markdown))
         return True
 
+    def begin_run(self, start_step):
+        return None
+
+    def reached(self, step):
+        pass
+
     def flush(self):
         self.flushes += 1
+
+    def rates(self):
+        """The rate records, without the baselines and the rest."""
+        return [(step, s) for step, s in self.records if "global_step/sec" in s]
 
 
 class Steps:
@@ -75,43 +84,52 @@ def test_schedule_by_time_reads_from_the_deadline():
     assert ReadSchedule(timer).next_read(1, 0, None) == (math.inf, 102.0)
 
 
-# StepStretches. ---------------------------------------------------------------
+# Reading the step. -----------------------------------------------------------
 
 
-# StepReads. -------------------------------------------------------------------
-
-
-def test_reads_outside_a_run_say_to_use_track():
-    reads = StepReads(RunWarnings(RateTracker(SecondOrStepTimer(every_steps=1))))
+def test_reads_outside_a_run_say_to_use_track(fake_clock):
+    recorder, _ = make_recorder(fake_clock)
     with pytest.raises(RuntimeError, match=r"with counter.track\(\):"):
-        reads.read()
+        recorder.batch_end()
 
 
-def test_reads_from_another_thread_are_refused_with_one_warning(caplog):
-    reads = StepReads(RunWarnings(RateTracker(SecondOrStepTimer(every_steps=1))))
-    reads.start(lambda: 7)
-    results = []
+def test_reads_from_another_thread_are_refused_with_one_warning(fake_clock, caplog):
+    recorder, sink = make_recorder(fake_clock, every_steps=1)
+    steps = Steps()
+    recorder.begin_run(RunSource(read=steps))
+    recorder.begin_steps()
     with caplog.at_level(logging.WARNING, "tensorflow"):
         for _ in range(2):
-            worker = threading.Thread(target=lambda: results.append(reads.read()))
+            worker = threading.Thread(target=recorder.batch_end)
             worker.start()
             worker.join()
-    assert results == [None, None] and reads.read() == 7
+    assert steps.reads == [0] and recorder.idle  # The run records nothing more.
     assert len([r for r in caplog.records if "another thread" in r.getMessage()]) == 1
 
 
-def test_a_failed_read_is_none_but_a_bad_first_read_raises(caplog):
-    reads = StepReads(RunWarnings(RateTracker(SecondOrStepTimer(every_steps=1))))
+def test_a_failed_read_ends_the_runs_records_but_a_bad_first_read_raises(fake_clock, caplog):
+    recorder, sink = make_recorder(fake_clock, every_steps=1)
 
-    def broken():
+    def bad_source():
         raise TypeError("step_source must return an integer")
 
-    reads.start(broken)
-    with pytest.raises(TypeError):
-        reads.read(first=True)
+    recorder.begin_run(RunSource(read=bad_source))
+    with pytest.raises(TypeError, match="step_source must return an integer"):
+        recorder.begin_steps()
+    failing = {"now": False}
+
+    def read():
+        if failing["now"]:
+            raise OSError("device lost")
+        return 3
+
+    recorder.begin_run(RunSource(read=read))
+    recorder.begin_steps()
+    failing["now"] = True
     with caplog.at_level(logging.WARNING, "tensorflow"):
-        assert reads.read() is None
-    assert "reading the global step failed (TypeError" in caplog.text
+        recorder.batch_end()
+    assert recorder.idle and sink.records == []
+    assert "reading the global step failed (OSError: device lost)" in caplog.text
 
 
 # Recorder. --------------------------------------------------------------------
@@ -139,7 +157,11 @@ def test_recorder_reads_only_when_a_record_can_be_due(fake_clock):
     recorder.end_run()
     # Start, baseline (1), records at 11 and 21, and the end of the run.
     assert steps.reads == [0, 1, 11, 21, 30]
-    assert sink.records == [(11, {"global_step/sec": 4.0}), (21, {"global_step/sec": 4.0})]
+    assert sink.records == [
+        (1, {"baseline_step": 1.0}),  # Where the rates' first interval starts.
+        (11, {"global_step/sec": 4.0}),
+        (21, {"global_step/sec": 4.0}),
+    ]
     assert sink.flushes == 1
 
 
@@ -153,8 +175,8 @@ def test_recorder_leaves_epoch_pauses_out(fake_clock):
         recorder.pause_steps()
         assert recorder.stretch_rate == 4.0
         fake_clock.advance(100.0)
-    assert [step for step, _ in sink.records] == [11, 21]
-    assert [s["global_step/sec"] for _, s in sink.records] == [4.0, 4.0]
+    assert [step for step, _ in sink.rates()] == [11, 21]
+    assert [s["global_step/sec"] for _, s in sink.rates()] == [4.0, 4.0]
 
 
 def test_recorder_step_times_count_k_steps_per_call(fake_clock):
@@ -164,7 +186,7 @@ def test_recorder_step_times_count_k_steps_per_call(fake_clock):
     recorder.begin_steps()
     run_batches(recorder, steps, fake_clock, 6, seconds=1.0, per_call=4)
     # Baseline at 4; the record at 16 covers 3 calls of 4 steps, 0.25 s each.
-    ((step, scalars),) = sink.records
+    ((step, scalars),) = sink.rates()
     assert step == 16 and scalars["global_step/sec"] == 4.0
     assert scalars["step_time/p50"] == scalars["step_time/max"] == 0.25
 
@@ -218,7 +240,7 @@ def test_a_record_spanning_an_epoch_end_reads_like_its_neighbours(fake_clock):
         rates.append(recorder.stretch_rate)
         fake_clock.advance(100.0)  # Validation.
     recorder.end_run()
-    records = [(step, s) for step, s in sink.records if "global_step/sec" in s]
+    records = sink.rates()
     assert [step for step, _ in records] == [11, 21]
     for _, scalars in records:
         assert scalars["global_step/sec"] == 4.0
@@ -240,7 +262,7 @@ def test_without_epoch_pauses_the_boundary_is_steps_for_all(fake_clock):
         recorder.pause_steps()
         fake_clock.advance(2.5)
     recorder.end_run()
-    rates = {step: s["global_step/sec"] for step, s in sink.records if "global_step/sec" in s}
+    rates = {step: s["global_step/sec"] for step, s in sink.rates()}
     assert rates == {11: 4.0, 21: 10 / (10 * 0.25 + 2.5)}
     ledger = sink.records[-1][1]
     assert ledger["goodput/epoch_boundary_secs"] == 0.0
@@ -253,8 +275,9 @@ def _stall_recorder(clock, steps, **kwargs):
     recorder.begin_run(RunSource(read=steps))
     recorder.begin_steps()
     run_batches(recorder, steps, clock, 1)
-    watchdog = recorder.instruments.watchdog
+    watchdog = recorder._watchdog
     watchdog.stop()  # The test plays the watchdog's thread: poll() by hand.
+    watchdog._watch = _Watch(threading.get_ident(), None)
     return recorder, sink, watchdog
 
 
@@ -267,10 +290,10 @@ def test_a_stall_ends_at_the_next_batch_and_every_instrument_agrees(fake_clock, 
     assert "training is at global step about 5 (step 1 read, and 4 batch calls since)" in (
         tf_log.messages[-1][1])
     run_batches(recorder, steps, fake_clock, 1)  # ...ended by step 6's end.
-    assert sink.records[0] == (6, {"stall_secs": 5.25})  # Read at once, not at 11.
+    assert sink.records[1] == (6, {"stall_secs": 5.25})  # Read at once, not at 11.
     run_batches(recorder, steps, fake_clock, 5)
     recorder.end_run()
-    [record] = [s for step, s in sink.records if step == 11 and "global_step/sec" in s]
+    [record] = [s for step, s in sink.rates() if step == 11]
     assert record["global_step/sec"] == 10 / (10 * 0.25 + 5.0)  # The hang slows it...
     assert record["step_time/max"] == 5.25  # ...and shows as the slowest step.
     ledger = sink.records[-1][1]
@@ -278,45 +301,38 @@ def test_a_stall_ends_at_the_next_batch_and_every_instrument_agrees(fake_clock, 
     assert ledger["goodput/step_secs"] == 9 * 0.25
 
 
-def test_a_hang_in_the_counters_own_read_is_a_stall_to_the_next_step_end(fake_clock):
+def test_a_hang_in_the_counters_own_read_is_a_stall_of_that_call(fake_clock):
+    # The read waits for the device to finish the step: a read that blocks
+    # is that batch call's time, and a stall when it reaches the threshold.
     steps = Steps()
     recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
 
     def slow_read():
-        if steps.step == 11:  # The record's read hangs; the thread fires.
+        if steps.step == 11:  # The record's read hangs.
             fake_clock.advance(5.0)
-            watchdog.poll()
         return steps()
 
-    recorder._reads.start(slow_read)
+    recorder._read = slow_read
     run_batches(recorder, steps, fake_clock, 10)  # Through step 11.
-    assert watchdog.pending  # Not ended by the end of the step it hung after.
-    reads_before = len(steps.reads)
-    run_batches(recorder, steps, fake_clock, 1)  # Step 12 ends it.
-    assert len(steps.reads) == reads_before + 1  # The schedule did not hide it.
-    assert (12, {"stall_secs": 5.25}) in sink.records
+    assert (11, {"stall_secs": 5.25}) in sink.records
+    [record] = [s for step, s in sink.rates() if step == 11]
+    assert record["step_time/max"] == 5.25
     recorder.end_run()
     assert sink.records[-1][1]["goodput/stall_secs"] == 5.25
     assert sink.records[-1][1]["goodput/recorder_secs"] == 0.0
 
 
-def test_the_watchdogs_request_survives_a_read_it_races(fake_clock):
+def test_a_gap_is_a_stall_by_its_length_whether_or_not_the_watchdog_looked(fake_clock):
     steps = Steps()
     recorder, sink, watchdog = _stall_recorder(fake_clock, steps)
-    # The thread's request lands while the training thread computes the
-    # next read's schedule (between the read and the deadline's store).
-    real_next_read = recorder._schedule.next_read
-
-    def next_read_with_a_race(*args):
-        fake_clock.advance(2.0)
-        watchdog.poll()
-        return real_next_read(*args)
-
-    recorder._schedule.next_read = next_read_with_a_race
-    run_batches(recorder, steps, fake_clock, 10)  # The read at 11 races.
-    recorder._schedule.next_read = real_next_read
+    run_batches(recorder, steps, fake_clock, 3)
+    fake_clock.advance(0.75)  # 0.75 + 0.25: exactly the 1 s threshold.
     run_batches(recorder, steps, fake_clock, 1)
-    assert steps.reads[-1] == 12  # Read at once, not at step 21.
+    fake_clock.advance(0.5)  # 0.5 + 0.25: under it.
+    run_batches(recorder, steps, fake_clock, 1)
+    recorder.end_run()
+    assert [r for r in sink.records if "stall_secs" in r[1]] == [(5, {"stall_secs": 1.0})]
+    assert sink.records[-1][1]["goodput/stall_secs"] == 1.0
 
 
 def test_a_paused_block_is_left_out_and_never_a_stall(fake_clock, tf_log):
@@ -330,7 +346,7 @@ def test_a_paused_block_is_left_out_and_never_a_stall(fake_clock, tf_log):
     recorder.begin_steps()
     run_batches(recorder, steps, fake_clock, 15)
     recorder.end_run()
-    assert [s["global_step/sec"] for _, s in sink.records if "global_step/sec" in s] == [4.0, 4.0]
+    assert [s["global_step/sec"] for _, s in sink.rates()] == [4.0, 4.0]
     assert sink.records[-1][1]["goodput/epoch_boundary_secs"] == 100.0
     assert not [m for _, m in tf_log.messages if "no training step" in m]
 
@@ -360,6 +376,6 @@ def test_examples_of_an_applied_update_with_gradient_accumulation(fake_clock):
     # The first step is the first applied update: the baseline is step 1 at
     # the 2nd call's end; the record step 6 at the 12th's, 5 updates in 10
     # calls of 0.25 s.
-    ((step, scalars),) = sink.records
+    ((step, scalars),) = sink.rates()
     assert step == 6 and scalars["global_step/sec"] == 2.0
     assert scalars["examples/sec"] == 2.0 * 8 * 2  # 16 examples an update.

@@ -116,21 +116,37 @@ def test_timed_iter_checks_at_the_call(sections):
         sections.timed_iter([], name="/bad")
 
 
-def test_pause_stops_the_count_until_resume(sections, fake_clock):
+@pytest.mark.parametrize("pause_between_epochs", [True, False])
+def test_blocks_count_in_training_time_whatever_pauses(fake_clock, pause_between_epochs):
+    # Sections read the timeline's clock: a pause (from the last batch end,
+    # learnt later) and the counter's own work are left out of a block
+    # open across them, and a block inside a pause counts nothing.
+    from keras_stepcounter.core.timeline import Timeline
+
+    timeline = Timeline(pause_between_epochs)
+    sections = Sections(lambda: timeline.training_time(fake_clock()))
+    timeline.begin_run(fake_clock())
+    timeline.begin_steps(fake_clock())
     block = sections.timed("checkpoint")
     block.__enter__()
     fake_clock.advance(1.0)
-    sections.pause()
-    fake_clock.advance(10.0)  # Between epochs: in no interval.
+    last_end = fake_clock()
+    fake_clock.advance(0.5)  # Keras's work after the epoch's last batch.
+    timeline.pause(last_end)  # The epoch's end: a pause from `last_end`.
+    fake_clock.advance(10.0)
     with sections.timed("eval"):
         fake_clock.advance(1.0)
-    sections.resume()
+    timeline.begin_steps(fake_clock())
+    fake_clock.advance(1.0)
+    timeline.work(fake_clock(), fake_clock() + 0.25)  # A record's write.
+    fake_clock.advance(0.25)
     fake_clock.advance(1.0)
     block.__exit__(None, None, None)
-    assert sections.fractions(4.0) == {
-        "time_frac/checkpoint": 0.5,
-        "time_frac/eval": 0.0,
-    }
+    if pause_between_epochs:  # 1 + 1 + 1 s of steps, the rest left out.
+        assert sections.fractions(3.0) == {"time_frac/checkpoint": 1.0, "time_frac/eval": 0.0}
+    else:  # The boundary is steps: 1 + 0.5 + 10 + 1 + 1 + 1 s.
+        assert sections.fractions(14.5) == {
+            "time_frac/checkpoint": 1.0, "time_frac/eval": 1.0 / 14.5}
 
 
 def test_blocks_are_reused_not_allocated(sections):

@@ -193,7 +193,7 @@ def test_bad_capacity_names_the_argument(capacity, error):
         StepTimes(capacity)
 
 
-@pytest.mark.parametrize("module", ["step_times", "watchdog", "ledger", "sections"])
+@pytest.mark.parametrize("module", ["step_times", "watchdog", "ledger_table", "sections", "recorder", "timeline", "notebook"])
 def test_core_modules_import_no_framework(module):
     # The recorders' pure-Python parts: importable without TensorFlow,
     # Keras or NumPy (tools and tests use them without a framework).

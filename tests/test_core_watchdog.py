@@ -13,7 +13,10 @@ from keras_stepcounter.core.watchdog import (
     MIN_WAKE_SECS,
     THREAD_NAME,
     StallWatchdog,
+    _Watch,
     check_stall_secs,
+    fit_frame,
+    stall_threshold,
 )
 
 
@@ -35,10 +38,6 @@ class Progress:
     def __init__(self, now=None, step=0):
         self.time = now
         self.step = step
-        self.stalls_flagged = 0
-
-    def flag(self):
-        self.stalls_flagged += 1
 
 
 def _watchdog(progress, stall_secs, clock=time.perf_counter, typical=None, **kwargs):
@@ -47,79 +46,72 @@ def _watchdog(progress, stall_secs, clock=time.perf_counter, typical=None, **kwa
         progress=lambda: progress.time,
         step_text=lambda: f"training is at global step {progress.step}",
         typical_step_secs=lambda: typical,
-        on_stall=progress.flag,
         clock=clock,
         **kwargs,
     )
 
 
+def _armed(watchdog):
+    """A watch of this thread without the thread: `poll()` is then what the
+    thread would do at a wake, on the test's clock."""
+    watchdog._watch = _Watch(threading.get_ident(), None)
+    return watchdog
+
+
 # Logic, on a fake clock (poll() is what the thread runs at each wake). ----
 
 
-def test_poll_reports_once_per_stall(fake_clock, tf_log):
+def test_poll_warns_once_per_stall(fake_clock, tf_log):
     progress = Progress(fake_clock(), step=7)
-    watchdog = _watchdog(progress, 10, clock=fake_clock)
+    watchdog = _armed(_watchdog(progress, 10, clock=fake_clock))
     fake_clock.advance(9.9)
     assert not watchdog.poll()
     fake_clock.advance(0.1)
     assert watchdog.poll()
     fake_clock.advance(30)
     assert not watchdog.poll()  # The same stall: no second warning.
-    assert progress.stalls_flagged == 1
     [warning] = _warnings(tf_log)
     assert warning.startswith("keras_stepcounter: no training step has ended for 10.0 s "
                               "(stall_secs: 10.0); training is at global step 7.")
 
 
-def test_take_stall_gives_the_start_once(fake_clock, tf_log):
-    progress = Progress(fake_clock(), step=7)
-    watchdog = _watchdog(progress, 10, clock=fake_clock)
-    assert watchdog.take_stall(fake_clock()) is None and not watchdog.pending
-    start = fake_clock()
-    fake_clock.advance(12)
-    watchdog.poll()
-    assert watchdog.pending
-    fake_clock.advance(3)
-    assert watchdog.take_stall(fake_clock()) == start
-    assert watchdog.take_stall(fake_clock()) is None and not watchdog.pending
+def test_a_look_after_stop_says_nothing(fake_clock, tf_log):
+    # The run token: a look the thread takes after its run ended (a late
+    # wake after stop()) finds its watch gone and says nothing.
+    progress = Progress(fake_clock())
+    watchdog = _armed(_watchdog(progress, 1, clock=fake_clock))
+    watch = watchdog._watch
+    watchdog.stop()
+    fake_clock.advance(5)
+    assert not watchdog.poll(watch) and not watchdog.poll()
+    _armed(watchdog)  # A new run: the old run's watch is not its.
+    assert not watchdog.poll(watch)
+    assert _warnings(tf_log) == []
+
+
+def test_log_resumed(fake_clock, tf_log):
+    watchdog = _watchdog(Progress(fake_clock()), 10, clock=fake_clock)
     watchdog.log_resumed(15.0, 8)
     [info] = _infos(tf_log)
     assert info == "keras_stepcounter: training resumed after a 15.0 s stall, at global step 8."
 
 
-def test_a_stall_in_the_counters_own_work_ends_at_the_next_step_end(fake_clock):
-    # The counter's read after the batch that ended at `start` hangs: the
-    # watchdog finds it meanwhile; the end of that very batch ends nothing.
+def test_a_warned_wait_that_ends_in_a_pause_is_said_to_be_boundary_time(fake_clock, tf_log):
     progress = Progress(fake_clock())
-    start = fake_clock()
-    watchdog = _watchdog(progress, 1, clock=fake_clock)
-    fake_clock.advance(5)
-    watchdog.poll()
-    assert watchdog.take_stall(start) is None and watchdog.pending
-    assert watchdog.take_stall(start + 6) == start
-
-
-def test_cancel_stall_forgets_it(fake_clock):
-    progress = Progress(fake_clock())
-    watchdog = _watchdog(progress, 1, clock=fake_clock)
+    watchdog = _armed(_watchdog(progress, 1, clock=fake_clock))
+    watchdog.log_if_warned_before_pause(progress.time, fake_clock())  # Not warned.
+    assert _infos(tf_log) == []
     fake_clock.advance(2)
-    watchdog.poll()
-    assert watchdog.cancel_stall() == progress.time
-    assert not watchdog.pending and watchdog.cancel_stall() is None
-
-
-def test_silent_watchdog_finds_stalls_without_a_word(fake_clock, tf_log):
-    progress = Progress(fake_clock())
-    watchdog = _watchdog(progress, 1, clock=fake_clock, warn=False)
-    fake_clock.advance(2)
-    assert watchdog.poll() and watchdog.pending and progress.stalls_flagged == 1
-    watchdog.log_resumed(2.0, 3)
-    assert tf_log.messages == []
+    assert watchdog.poll()
+    watchdog.log_if_warned_before_pause(progress.time, fake_clock() + 1)
+    assert _infos(tf_log) == [
+        "keras_stepcounter: the 3.0 s without a step ended at an epoch end (or a "
+        "paused() block); it is counted as epoch-boundary time, not as a stall."]
 
 
 def test_the_process_is_named_in_both_lines(fake_clock, tf_log):
     progress = Progress(fake_clock(), step=5)
-    watchdog = _watchdog(progress, 1, clock=fake_clock, process="JAX process 1 of 2")
+    watchdog = _armed(_watchdog(progress, 1, clock=fake_clock, process="JAX process 1 of 2"))
     fake_clock.advance(2)
     watchdog.poll()
     watchdog.log_resumed(2.0, 6)
@@ -133,20 +125,18 @@ def test_the_process_is_named_in_both_lines(fake_clock, tf_log):
 
 def test_a_new_stall_after_progress_is_reported_again(fake_clock, tf_log):
     progress = Progress(fake_clock())
-    watchdog = _watchdog(progress, 5, clock=fake_clock)
+    watchdog = _armed(_watchdog(progress, 5, clock=fake_clock))
     fake_clock.advance(6)
     assert watchdog.poll()
     progress.time = fake_clock()
-    watchdog.take_stall(fake_clock())
     fake_clock.advance(6)
     assert watchdog.poll()
     assert len(_warnings(tf_log)) == 2
-    assert progress.stalls_flagged == 2
 
 
 def test_paused_is_never_a_stall(fake_clock, tf_log):
     progress = Progress(None)
-    watchdog = _watchdog(progress, 5, clock=fake_clock)
+    watchdog = _armed(_watchdog(progress, 5, clock=fake_clock))
     fake_clock.advance(1000)
     assert not watchdog.poll()
     assert _warnings(tf_log) == []
@@ -159,7 +149,12 @@ def test_paused_is_never_a_stall(fake_clock, tf_log):
 )
 def test_auto_threshold(typical, threshold):
     watchdog = _watchdog(Progress(0.0), "auto", typical=typical)
-    assert watchdog.threshold_secs() == threshold
+    assert watchdog.threshold_secs() == threshold == stall_threshold("auto", typical)
+
+
+def test_stall_threshold_of_a_number_and_of_none():
+    assert stall_threshold(2.5, 100.0) == 2.5
+    assert stall_threshold(None, 1.0) == math.inf  # No stalls at all.
 
 
 def test_auto_follows_the_typical_time(fake_clock):
@@ -217,16 +212,13 @@ def test_a_hang_gives_one_warning_with_the_training_stack(tf_log):
     watchdog.start(threading.get_ident())  # This thread plays the trainer.
     try:
         blocked_in_a_recognisable_function(1.5)
-        now = progress.time = time.perf_counter()
-        start = watchdog.take_stall(now)
+        progress.time = time.perf_counter()
     finally:
         watchdog.stop()
     [warning] = _warnings(tf_log)
     assert "training is at global step 42" in warning
     assert "blocked_in_a_recognisable_function" in warning
     assert "time.sleep(seconds)" in warning  # The line it is stuck in.
-    assert progress.stalls_flagged == 1
-    assert 1.5 <= now - start <= 3.0
     assert _watchdog_threads() == []
 
 
@@ -242,7 +234,6 @@ def test_steady_progress_gives_no_warning(tf_log):
     finally:
         watchdog.stop()
     assert _warnings(tf_log) == []
-    assert progress.stalls_flagged == 0
 
 
 def test_paused_gives_no_warning_in_real_time(tf_log):
@@ -307,13 +298,9 @@ def test_stack_of_a_finished_thread_says_so(fake_clock, tf_log):
     finished = threading.Thread(target=lambda: None)
     finished.start()
     finished.join()
-    progress = Progress(fake_clock())
-    watchdog = _watchdog(progress, 1, clock=fake_clock)
-    watchdog.start(finished.ident)
-    watchdog.stop()
-    fake_clock.advance(2)
-    watchdog.poll()
-    assert "the training thread is not running" in _warnings(tf_log)[0]
+    from keras_stepcounter.core.watchdog import _stack_of
+
+    assert _stack_of(finished.ident) == "  (the training thread is not running)"
 
 
 def test_the_watchdog_ends_when_the_training_thread_ends(tf_log):
@@ -337,7 +324,7 @@ def test_the_watchdog_ends_when_the_training_thread_ends(tf_log):
 
 
 def _run_that_returns():
-    """Plays `fit`: the run's frame, gone from the stack once it returns."""
+    """Plays `fit`: the fit call's frame, gone from the stack once it returns."""
     import sys
 
     return sys._getframe()
@@ -346,7 +333,7 @@ def _run_that_returns():
 def test_the_thread_ends_quietly_once_the_runs_frame_left_the_stack(tf_log):
     progress = Progress(time.perf_counter())
     watchdog = _watchdog(progress, 0.2)
-    watchdog.start(threading.get_ident(), anchor=_run_that_returns())
+    watchdog.start(threading.get_ident(), fit=_run_that_returns())
     try:
         time.sleep(MAX_WAKE_SECS * 2 + 0.5)  # An idle interpreter, no steps.
         assert not watchdog.running
@@ -360,7 +347,7 @@ def test_a_run_whose_frame_is_on_the_stack_is_watched(tf_log):
 
     progress = Progress(time.perf_counter(), step=3)
     watchdog = _watchdog(progress, 0.2)
-    watchdog.start(threading.get_ident(), anchor=sys._getframe())
+    watchdog.start(threading.get_ident(), fit=sys._getframe())
     try:
         blocked_in_a_recognisable_function(1.0)
     finally:
@@ -386,22 +373,21 @@ def test_a_thread_that_cannot_start_is_one_warning(monkeypatch, tf_log):
     watchdog.stop()
 
 
-def test_run_anchor_skips_the_counter_keras_dispatch_and_contextlib():
+def test_fit_frame_is_a_keras_fit_whatever_lies_between():
     import sys
-    import types
 
-    from keras_stepcounter.core.watchdog import run_anchor
+    def frame_in(module_name, function):
+        """A frame of `function` in `module_name`, called from a frame of
+        a callback's hook (the counter's, a subclass's) above nothing."""
+        source = f"def {function}():\n    return hook()\n"
+        namespace = {"__name__": module_name, "hook": lambda: sys._getframe(1)}
+        exec(compile(source, f"<{module_name}>", "exec"), namespace)
+        return namespace[function]()
 
-    def frame_in(module_name):
-        """A frame of code in `module_name`, called from `frame_in`'s own."""
-        code = compile("frame = sys._getframe()", f"<{module_name}>", "exec")
-        namespace = {"__name__": module_name, "sys": sys}
-        exec(code, namespace)
-        return namespace["frame"]
-
-    for module in ("keras_stepcounter.callback", "keras.src.callbacks.callback_list",
-                   "tf_keras.src.callbacks", "contextlib"):
-        anchor = run_anchor(frame_in(module))
-        assert isinstance(anchor, types.FrameType) and anchor.f_code.co_name == "frame_in"
-    assert run_anchor(frame_in("my_training_script")).f_globals["__name__"] == (
-        "my_training_script")
+    for module in ("keras.src.backend.tensorflow.trainer", "keras.src.backend.jax.trainer",
+                   "tf_keras.src.engine.training"):
+        frame = frame_in(module, "fit")
+        assert fit_frame(frame) is frame
+    assert fit_frame(frame_in("my_training_script", "fit")) is None  # Not Keras's.
+    assert fit_frame(frame_in("keras.src.trainers.trainer", "evaluate")) is None
+    assert fit_frame(sys._getframe()) is None  # A custom loop: no fit.

@@ -33,6 +33,9 @@ MFU = "mfu (model FLOPs utilization)"
 BAND = "step time (s): p50 within p10-p90"
 TAIL = "step time tail (s): p99, max"
 GOODPUT = "goodput (seconds per fit)"
+INPUT = "input wait (share of each interval)"
+# The ledger's buckets without input: written only with input_stats=True.
+WITHOUT_INPUT = tuple(tag for tag in T.BUCKET_TAGS if tag != T.INPUT_TAG)
 
 
 def charts(built):
@@ -137,6 +140,12 @@ def test_builders_import_no_tensorflow():
              (MFU, "multiline", exact("mfu")),
              (BAND, "margin", ["step_time/p50", "step_time/p10", "step_time/p90"]),
              (TAIL, "multiline", exact("step_time/p99", "step_time/max")),
+             (GOODPUT, "multiline", exact(*WITHOUT_INPUT))],
+        ),
+        (
+            DashboardTags(goodput=True, input_stats=True),
+            [(RATES, "multiline", exact("global_step/sec")),
+             (INPUT, "multiline", exact("time_frac/input")),
              (GOODPUT, "multiline", exact(*T.BUCKET_TAGS))],
         ),
     ],
@@ -151,7 +160,7 @@ def test_charted_tags_are_the_recorders_tags():
     for _, kind, tags in charts(built):
         charted |= {t[1:-1].replace("\\", "") if kind == "multiline" else t for t in tags}
     assert charted == {T.DEFAULT_TAG, T.EXAMPLES_TAG, T.MFU_TAG, *T.STEP_TIME_TAGS,
-                       *T.BUCKET_TAGS}
+                       *WITHOUT_INPUT}
     assert all(T.is_recorder_tag(tag) for tag in charted)
 
 
@@ -317,9 +326,9 @@ def test_step_counter_writes_its_layout_and_each_fits_ledger_table(
         lines = table.decode("utf-8").split("\n")
         assert lines[:2] == ["| bucket | seconds | share |", "|:--|--:|--:|"]
         cells = [line.strip("|").split(" | ") for line in lines[2:]]
-        names = [T.bucket_name(tag) for tag in T.BUCKET_TAGS] + ["**total**"]
+        names = [T.bucket_name(tag) for tag in WITHOUT_INPUT] + ["**total**"]
         assert [c[0].strip() for c in cells] == names
-        for tag, cell in zip(T.BUCKET_TAGS + (T.TOTAL_TAG,), cells):
+        for tag, cell in zip(WITHOUT_INPUT + (T.TOTAL_TAG,), cells):
             # Written from the float64 ledger; read back as float32.
             assert float(cell[1]) == pytest.approx(scalars[tag][fit].value, abs=0.0051)
 

@@ -11,6 +11,7 @@ before TensorFlow starts.
 import json
 import logging
 import os
+import threading
 import socket
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from keras_stepcounter.core.rates import RateTracker
 from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.timer import SecondOrStepTimer
+from keras_stepcounter.core.watchdog import _Watch
 from keras_stepcounter.core.watchdog import StallWatchdog
 from keras_stepcounter.tools.events import event_files, read_scalars
 
@@ -307,13 +309,14 @@ def _non_writing_run(clock, **instruments):
 def test_a_process_that_does_not_write_still_times_and_watches(fake_clock, tf_log):
     recorder, sink, step, reads = _non_writing_run(
         fake_clock, stall_secs=1000.0, goodput=True)
-    watchdog = recorder.instruments.watchdog
+    watchdog = recorder._watchdog
     for _ in range(15):
         fake_clock.advance(0.25)
         step[0] += 1
         recorder.batch_end()
-    assert watchdog.running  # Started at the first step, as in the writer.
+    assert watchdog.running  # Started with the run, as in the writer.
     watchdog.stop()  # The test plays its thread (poll() by hand) from here.
+    watchdog._watch = _Watch(threading.get_ident(), None)
     fake_clock.advance(1500.0)
     assert watchdog.poll()  # The hang is reported here too...
     fake_clock.advance(0.25)

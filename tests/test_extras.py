@@ -24,7 +24,8 @@ def test_batch_size_gives_examples_per_sec(keras, make_model, tiny_data, tmp_pat
     )
     make_model().fit(x, y, batch_size=4, verbose=0,
                      callbacks=[_ticker(keras, fake_clock), counter])
-    assert sorted(read_scalars(str(tmp_path))) == ["examples/sec", "global_step/sec"]
+    assert sorted(read_scalars(str(tmp_path))) == [
+        "baseline_step", "examples/sec", "global_step/sec"]
     assert steps_of(tmp_path, "examples/sec") == [11, 21]
     # 8 steps/sec times the global batch of 4.
     assert values_of(tmp_path) == [8.0, 8.0]

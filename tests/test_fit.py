@@ -32,7 +32,10 @@ def test_every_n_steps_records_at_v1_steps(make_model, tiny_data, tmp_path, tf_l
     make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[counter])
 
     scalars = read_scalars(str(tmp_path))
-    assert list(scalars) == ["global_step/sec"]
+    # The rate, and where its first interval starts (for the report's
+    # throughput: the first record covers 11 - 1 steps).
+    assert sorted(scalars) == ["baseline_step", "global_step/sec"]
+    assert [(r.step, r.value) for r in scalars["baseline_step"]] == [(1, 1.0)]
     assert [r.step for r in scalars["global_step/sec"]] == [11, 21]
     assert all(r.value > 0 for r in scalars["global_step/sec"])
     lines = [m for _, m in tf_log.messages if m.startswith("global_step/sec: ")]
@@ -53,7 +56,7 @@ def test_custom_tag(make_model, tiny_data, tmp_path):
         every_n_steps=10, output_dir=str(tmp_path), tag="train/steps_per_sec"
     )
     make_model().fit(x, y, batch_size=4, verbose=0, callbacks=[counter])
-    assert list(read_scalars(str(tmp_path))) == ["train/steps_per_sec"]
+    assert sorted(read_scalars(str(tmp_path))) == ["baseline_step", "train/steps_per_sec"]
     assert steps_of(tmp_path, "train/steps_per_sec") == [11, 21]
 
 

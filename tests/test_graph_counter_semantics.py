@@ -140,7 +140,7 @@ def test_same_records_as_the_shared_rate_tracker_when_the_step_goes_back(
     expected = []
     for s in sequence:
         fake_clock.advance(0.01)
-        if tracker.observe(s) is not None:
+        if tracker.interval(s) is not None:
             expected.append(s)
     counter = GraphStepCounter(every_n_steps=10, output_dir=str(tmp_path), log=False)
     for s in sequence:

@@ -331,5 +331,5 @@ def test_steps_are_read_with_one_raw_read_op(keras, monkeypatch, kind):
     else:
         make = tf.Variable if kind == "tf.Variable" else keras.Variable
         reader = _step_readers.step_source_reader(make(7, dtype="int64"))
-    value = reader()
+    value = reader.read()
     assert len(calls) == 1 and isinstance(value, int)

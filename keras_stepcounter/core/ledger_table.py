@@ -1,4 +1,5 @@
-"""One fit's goodput ledger as a Markdown table, and the share formula.
+"""One fit's goodput ledger as a Markdown table and as a log line, and the
+share formula.
 
 A line chart shows the ledger, one point per fit, as a lone dot per bucket;
 a table reads better. The counter writes this table through TensorBoard's
@@ -9,9 +10,21 @@ Plain Python, no TensorFlow.
 
 from __future__ import annotations
 
-from typing import List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
-from keras_stepcounter.core.tags import BUCKET_TAGS, TOTAL_TAG, bucket_name
+from keras_stepcounter.core.tags import (
+    BUCKET_TAGS,
+    EPOCH_BOUNDARY_TAG,
+    FRACTION_TAG,
+    INPUT_TAG,
+    OTHER_TAG,
+    RECORDER_TAG,
+    STALL_TAG,
+    STARTUP_TAG,
+    STEP_TAG,
+    TOTAL_TAG,
+    bucket_name,
+)
 
 
 def share_text(secs: float, total: Optional[float]) -> str:
@@ -52,3 +65,16 @@ def ledger_table(scalars: Mapping[str, float]) -> str:
 
 def _row(name: str, secs: float, total: Optional[float]) -> str:
     return f"| {name} | {secs:.2f} | {share_text(secs, total)} |"
+
+
+def summary_line(scalars: Dict[str, float]) -> str:
+    """The one log line for the ledger's scalars."""
+    waited = scalars.get(INPUT_TAG)
+    input_text = "" if waited is None else f"input {waited:.1f} s, "
+    return (
+        f"goodput: {scalars[FRACTION_TAG]:.1%} of {scalars[TOTAL_TAG]:.1f} s in steps "
+        f"({scalars[STEP_TAG]:.1f} s); {input_text}startup {scalars[STARTUP_TAG]:.1f} s, "
+        f"epoch boundaries {scalars[EPOCH_BOUNDARY_TAG]:.1f} s, stalls "
+        f"{scalars[STALL_TAG]:.1f} s, recorder {scalars[RECORDER_TAG]:.2f} s, "
+        f"other {scalars[OTHER_TAG]:.1f} s"
+    )

@@ -4,9 +4,9 @@
 examples/sec, mfu); it uses only arithmetic operators, so it gives Python
 floats for `StepCounter` and the v1 hook, and graph tensors for
 `GraphStepCounter`. `RateTracker` turns "the global step is now N" into
-a due interval and those scalars, using a `SecondOrStepTimer` for the
-when; `RateTracker.record_if_due` is the one step from a read to a record
-that `StepCounter` and the v1 hook share.
+a due interval (`interval`) and its scalars (`scalars`), using a
+`SecondOrStepTimer` for the when: `StepCounter` and the v1 hook both
+record through it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ __all__ = [
     "EXAMPLES_TAG",
     "MFU_TAG",
     "TIME_TO_FIRST_STEP_TAG",
-    "IntervalRecord",
     "RateTracker",
     "ScalarSink",
     "interval_scalars",
@@ -85,11 +84,6 @@ def interval_scalars(
     if mfu_per_step_rate is not None:
         values[MFU_TAG] = steps_per_sec * mfu_per_step_rate
     return values
-
-
-# What `RateTracker.record_if_due` hands a due interval to:
-# `record(step, elapsed_steps, elapsed_secs, examples)`.
-IntervalRecord = Callable[[int, int, float, float], None]
 
 
 class ScalarSink(Protocol):
@@ -166,34 +160,6 @@ class RateTracker:
         if self._count_from_first_add:
             self.count_examples = True
 
-    def observe(self, step: int, now: Optional[float] = None) -> Optional[Dict[str, float]]:
-        """Applies the trigger rules at `step`.
-
-        Returns the scalars to record at `step`, or `None` when nothing is
-        due, when this call only set the baseline, when the step went back,
-        or when the interval is empty (no time or no steps elapsed: nothing
-        honest to divide).
-        """
-        interval = self.interval(step, now)
-        return None if interval is None else self.scalars(*interval)
-
-    def record_if_due(
-        self, step: int, record: IntervalRecord, now: Optional[float] = None
-    ) -> bool:
-        """Applies the trigger rules at `step` and, when a record is due,
-        hands its interval to `record(step, elapsed_steps, elapsed_secs,
-        examples)`, which writes it.
-
-        `now` as in `interval`. Returns whether the interval restarts here:
-        a record, or a new baseline (the first read, a step that went back,
-        an empty interval).
-        """
-        baseline = self.timer.last_triggered_step()
-        interval = self.interval(step, now)
-        if interval is not None:
-            record(step, *interval)
-        return self.timer.last_triggered_step() != baseline
-
     def interval(
         self, step: int, now: Optional[float] = None
     ) -> Optional[Tuple[int, float, float]]:
@@ -212,20 +178,6 @@ class RateTracker:
         if elapsed_secs <= 0 or elapsed_steps <= 0:
             return None
         return elapsed_steps, elapsed_secs, examples
-
-    def record(
-        self, sink: ScalarSink, step: int, scalars: Dict[str, float], log: bool = True
-    ) -> None:
-        """Writes `scalars` at `step` and logs the v1 line (unless `log` is
-        False: a process that is not its job's writer).
-
-        Recording is not training: the caller leaves the time this takes
-        out of the next interval (`StepCounter`'s timeline books it as the
-        counter's work; the v1 hook restarts its timer's clock).
-        """
-        sink.write(step, scalars)
-        if log:
-            log_rate(self.tag, scalars[self.tag])
 
     def scalars(
         self, elapsed_steps: int, elapsed_secs: float, examples: float = 0.0

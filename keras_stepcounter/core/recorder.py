@@ -1,9 +1,24 @@
-"""`Recorder`: the framework-free part of `StepCounter`, from batch ends to records.
+"""`Recorder`: the framework-free part of `StepCounter`, from hook calls to records.
 
-The Keras callback maps Keras's hooks onto these calls and hands over a
-step reader; everything else (when to read the device counter, what to
-record, the run's timeline, the thread check, the opt-in instruments) is
-here, in plain Python, driven by any clock.
+The adapters (the Keras callback, `track()`) map their hooks onto a run's
+calls here: `begin_run`, `begin_steps`, `batch_end`, `pause_steps`,
+`end_run`. The recorder owns the run: it decides when to read the step,
+reads it, and writes what a read leads to. Each measurement is an object
+of its own that it asks:
+
+* `ReadSchedule`: when a record can be due, so quiet batches read nothing;
+* `RateTracker`: the v1 trigger rules and the rate formulas;
+* `Timeline`: where each second of the run went (pauses, own work,
+  stalls, input), the clock every instrument reads, and the ledger;
+* `StepTimes`: per-step times for `step_time/*`;
+* `Sections`: timed blocks for `time_frac/*`, in the timeline's training
+  time;
+* `StallWatchdog`: the thread that warns while no step ends;
+* the sink: where records go (`writer/`).
+
+A record's path: the batch hook (`batch_end`) -> `_at_read` (reads the
+step, applies the trigger rules, builds the scalars) -> `_write` -> the
+sink's `write` -> the event file.
 """
 
 from __future__ import annotations
@@ -11,28 +26,75 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
-from keras_stepcounter.core.instruments import Instruments
-from keras_stepcounter.core.ledger import RecordedSteps
-from keras_stepcounter.core.rates import RateTracker
-from keras_stepcounter.core.records import Records, RecordSink
+from keras_stepcounter.core import notebook
+from keras_stepcounter.core.ledger_table import ledger_table, summary_line
+from keras_stepcounter.core.rates import RateTracker, ScalarSink, log_rate, tf_logger
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.run_warnings import RunWarnings
 from keras_stepcounter.core.schedule import ReadSchedule
-from keras_stepcounter.core.step_reads import StepReads
+from keras_stepcounter.core.sections import Sections
+from keras_stepcounter.core.step_times import StepTimes
+from keras_stepcounter.core.tags import (
+    BASELINE_STEP_TAG,
+    INPUT_FRAC_TAG,
+    LEDGER_TEXT_TAG,
+    RERUN_STEPS_TAG,
+    STALL_SECS_TAG,
+    TIME_TO_FIRST_STEP_TAG,
+)
 from keras_stepcounter.core.timeline import Timeline
-from keras_stepcounter.core.watchdog import AUTO, StallSecs, StallWatchdog, run_anchor
+from keras_stepcounter.core.watchdog import (
+    AUTO,
+    StallSecs,
+    StallWatchdog,
+    fit_frame,
+    stall_threshold,
+)
+
+OUTSIDE_A_RUN = (
+    "step_done() was called outside a run: call it inside "
+    "`with counter.track():` (or drive the counter through a "
+    "keras.callbacks.CallbackList, starting with on_train_begin)."
+)
+# The counter's own work above this share of training time is warned
+# about, once per counter: a slow disk, or records taken too often.
+OWN_WORK_WARN_SHARE = 0.05
+OWN_WORK_WARNING = (
+    "keras_stepcounter: writing records took %.1f%% of training time so far "
+    "(%.2f s of %.1f s%s). It is left out of the rates, which then overstate "
+    "what the job gets: record less often (every_n_steps), or write to a "
+    "faster disk."
+)
+
+
+class RecordSink(ScalarSink, Protocol):
+    """Where a run's records go (the sinks in `writer/`)."""
+
+    def write_text(self, step: int, tag: str, markdown: str) -> bool: ...
+
+    def begin_run(self, start_step: int) -> Optional[int]: ...
+
+    def reached(self, step: int) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class InputMeter(Protocol):
+    """Measures waits for the next batch inside the step (`input_stats`)."""
+
+    def input_secs(self, start: float, end: float, shorter_than: float) -> Optional[float]: ...
 
 
 class Recorder:
-    """Turns batch ends into rate records, reading the device only when needed.
+    """Turns a run's hook calls into rate records, reading the device only
+    when needed.
 
     A run is `begin_run`, then for each stretch of training steps (an
     epoch) `begin_steps`, `batch_end` per batch call, `pause_steps`; then
-    `end_run`. Every instrument reads the run's one `Timeline`: a pause
-    runs from the end of the last batch before it to the next
-    `begin_steps`, and is left out of all of them.
+    `end_run`. A pause runs from the end of the last batch before it to
+    the next `begin_steps`, and every instrument leaves it out.
 
     Args:
         rates: Trigger timer and formulas.
@@ -48,9 +110,9 @@ class Recorder:
             that warns, and writes `stall_secs`; None: no warnings.
         goodput: Write the goodput ledger at each run's end (stalls are
             found for it with the `"auto"` threshold when `stall_secs` is
-            None, without warnings).
-        recorded: The highest step recorded where `sink` writes, for
-            `goodput/rerun_steps`.
+            None, without warnings) and `goodput/rerun_steps`.
+        input_meter: Measures the input wait (`input_stats=True`), or None.
+        where: Where records go, in words, for the slow-writes warning.
 
     Example:
 
@@ -78,90 +140,92 @@ class Recorder:
         step_time_stats: bool = False,
         stall_secs: Optional[StallSecs] = None,
         goodput: bool = False,
-        recorded: Optional[RecordedSteps] = None,
+        input_meter: Optional[InputMeter] = None,
+        where: str = "",
     ) -> None:
-        self._rates, self._clock = rates, clock
+        self._rates, self._sink, self._clock = rates, sink, clock
         self._count_fn = count_fn
-        self._timeline = Timeline(pause_between_epochs)
+        self._time_to_first_step = time_to_first_step
+        self._goodput = goodput
+        self._input_meter = input_meter
+        self._where = where
+        self._timeline = Timeline(pause_between_epochs, measures_input=input_meter is not None)
         self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
-        self._reads = StepReads(self._warnings)
-        watchdog = self._make_watchdog(stall_secs, goodput)
-        self.instruments = Instruments(
-            clock, step_time_stats=step_time_stats, goodput=goodput, watchdog=watchdog
+        self.step_times = StepTimes() if step_time_stats else None
+        self.sections = Sections(self.training_now)
+        # A gap of at least the threshold is a stall: `stall_secs`, else
+        # (the ledger alone) the "auto" rule. Only `stall_secs` warns.
+        self._stall_setting: Optional[StallSecs] = (
+            stall_secs if stall_secs is not None else AUTO if goodput else None
         )
-        self._watchdog = watchdog
-        self._records = Records(
-            rates,
-            sink,
-            self.instruments,
-            time_to_first_step=time_to_first_step,
-            recorded=recorded if goodput else None,
-            stall_scalars=stall_secs is not None,
-        )
-        if self.instruments.step_times is not None:  # Chosen once, not per batch.
-            self._add_step_time = self.instruments.step_times.add
-            self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
-        self._batches_per_call = 1
-        self._source = RunSource(read=lambda: 0)
-        self._last_read_step: Optional[int] = None
-        self._calls_since_read = 0
-        self._calls_until_read: float = 1
-        self._deadline = self._training_deadline = -math.inf
-        self.stretch_rate: Optional[float] = None
-        self._leave_run()
-
-    def _make_watchdog(
-        self, stall_secs: Optional[StallSecs], goodput: bool
-    ) -> Optional[StallWatchdog]:
-        if stall_secs is None and not goodput:
-            return None
-        return StallWatchdog(
-            AUTO if stall_secs is None else stall_secs,
+        self._watchdog = None if stall_secs is None else StallWatchdog(
+            stall_secs,
             progress=self._progress,
             step_text=self._step_text,
-            typical_step_secs=lambda: self._records.typical_step_secs,
-            on_stall=self._read_at_next_batch,
-            clock=self._clock,
-            warn=stall_secs is not None,
+            typical_step_secs=lambda: self.typical_step_secs,
+            clock=clock,
         )
+        if self.step_times is not None:  # Chosen once, not per batch.
+            self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
+        self.writing = True
+        self.typical_step_secs: Optional[float] = None
+        self.stretch_rate: Optional[float] = None
+        self._own_work_warned = False
+        self._cells: Optional[Callable[[], None]] = None
+        self._source = RunSource(read=lambda: 0)
+        self._read: Optional[Callable[[], int]] = None
+        self._thread: Optional[int] = None
+        self._last_end = 0.0
+        self._batches_per_call = self._steps_per_call = 1
+        self._calls_until_read: float = 1
+        self._leave_run()
 
     # Run lifecycle. --------------------------------------------------------
 
     def begin_run(self, source: RunSource) -> None:
-        """Starts a run; the first step is read at the first `begin_steps`."""
-        self.instruments.stop()  # A watch left by a run that raised.
+        """Starts a run on this thread; the first step is read at the first
+        `begin_steps`. A run left open (its `fit` raised) ends first, at its
+        last step end."""
+        self.close_run()
         self._rates.reset()
         self._rates.batches_per_step = source.calls_per_update
         self._source = source
         self._batches_per_call = source.batches_per_call
-        self._schedule.steps_per_call = source.steps_per_call
-        self._reads.start(source.read)
-        now = self._clock()
+        # A call's weight in `step_time/*`: the steps it covers.
+        self._steps_per_call = self._schedule.steps_per_call = source.steps_per_call
+        self._read, self._thread = source.read, threading.get_ident()
+        now = self._last_end = self._clock()
         self._timeline.begin_run(now)
         self._run_start_step: Optional[int] = None
-        self._last_read_step = None
+        self._last_read_step: Optional[int] = None
         self._warnings.run_begins(source)
-        self._calls_since_read = 0
+        self._calls_since_read = self._epoch_calls_read = 0
+        self._stall_after = math.inf  # No stall before the first step end.
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
         self._training_deadline = -math.inf
         self._first_step_pending = True
         self._calls_before_first_step = 0
-        self._epoch_calls_read = 0
-        self._idle = False
-        self._steps_running = False
+        self._idle = self._steps_running = False
+        self._short_call_seen = False
+        self._input_start = now
+        self._interval_input: Optional[float] = None
         self.stretch_rate = None
-        self.instruments.run_begins(now)
-
-    def go_idle(self) -> None:
-        """Records nothing until the next `begin_run` (a non-chief worker, or
-        after a failure). Batch ends then cost what a quiet batch costs."""
-        self._idle = True
-        self._steps_running = False
-        self._calls_since_read = 0
-        self._calls_until_read, self._deadline = math.inf, math.inf
-        self.stretch_rate = None
-        self.instruments.stop()
+        self.typical_step_secs = None
+        self.sections.clear(self.training_now())
+        if self.step_times is not None:
+            self.step_times.clear()
+        # sys._getframe: CPython's and PyPy's way to reach the caller's
+        # frames; nothing public gives them. The frame of the `fit` call
+        # that started this run, if one did: the watchdog ends when it is
+        # gone (Keras skips on_train_end when fit raises). Not kept here: it
+        # would hold fit's data after it raised.
+        fit = fit_frame(sys._getframe(1))
+        if self._watchdog is not None:
+            self._watchdog.start(self._thread, fit)
+        if fit is None:  # A loop of the user's can go on in the next cell.
+            self._cells = notebook.pause_between_cells(self._pause_for_cell, self.begin_steps)
+        del fit
 
     def set_writing(self, writing: bool, process: Optional[str] = None) -> None:
         """Whether this process writes and logs the records (after
@@ -172,41 +236,68 @@ class Recorder:
         logged. With a stall watchdog the run still times every batch end,
         so each process warns of its own stalls; without one it goes idle.
         """
-        self._records.writing = writing
+        self.writing = writing
         if self._watchdog is not None:
             self._watchdog.process = process
-        if not writing and (self._watchdog is None or not self._watchdog.warns):
+        if not writing and self._watchdog is None:
             self.go_idle()
+
+    def go_idle(self) -> None:
+        """Records nothing until the next `begin_run` (a non-chief worker, or
+        after a failure). Batch ends then cost what a quiet batch costs."""
+        self._idle = True
+        self._steps_running = False
+        self._calls_since_read = 0
+        self._calls_until_read, self._deadline = math.inf, math.inf
+        self._stall_after = math.inf
+        self.stretch_rate = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
 
     @property
     def idle(self) -> bool:
         return self._idle
 
+    @property
+    def in_run(self) -> bool:
+        return self._read is not None
+
     def begin_steps(self) -> None:
         """Training steps start (an epoch's first batch, or a loop's start)."""
-        if self._steps_running or not self._reads.in_run or self._idle:  # Every batch.
+        if self._steps_running or self._read is None or self._idle:  # Every batch.
             return
         if self._run_start_step is None and not self._read_run_start():
             return
         self._steps_running = True
         now = self._clock()
+        if not self._timeline.in_steps:  # Else an epoch boundary that is steps.
+            self._last_end = now
         self._timeline.begin_steps(now)
         self.stretch_rate = None
-        self.instruments.steps_resumed(now)
+        self._epoch_calls_read = 0
+        self._short_call_seen = False
         self._arm_deadline()
 
     def _read_run_start(self) -> bool:
         # The run's first step is read at its first batch, not in
         # `begin_run`: after every callback's on_train_begin
         # (BackupAndRestore restores the step there, in any list order).
-        step = self._safe_read(first=True)
+        step = self._read_step(first=True)
         if step is None:
             return False
         self._run_start_step = self._last_read_step = step
         self._warnings.started(step)
-        started = self._clock()
-        self._records.run_started(step)
-        self._timeline.work(started, self._clock())
+        if self._goodput and self.writing:
+            started = self._clock()
+            rerun = self._sink.begin_run(step)
+            if rerun is not None:
+                tf_logger.info(
+                    "goodput: this fit starts at step %d, below step %d that the run "
+                    "it resumes reached: %d steps are computed again.",
+                    step, step + rerun, rerun,
+                )
+                self._sink.write(step, {RERUN_STEPS_TAG: float(rerun)})
+            self._timeline.work(started, self._clock())
         return True
 
     def pause_steps(self, epoch_end: bool = True) -> bool:
@@ -218,100 +309,206 @@ class Recorder:
         (`epoch_end=False`) reads nothing. Returns whether steps were
         running (and now stop).
         """
-        timeline = self._timeline
         if not self._steps_running or self._idle:
             return False
         self._steps_running = False
-        if timeline.pause(epoch_end):
-            self.instruments.steps_paused(timeline.last_end)
-            self._end_stall_at_pause()
+        if epoch_end:
+            self._end_an_unseen_last_call()
+        if self._timeline.pause(self._last_end, epoch_end) and self._watchdog is not None:
+            self._watchdog.log_if_warned_before_pause(self._last_end, self._clock())
         if epoch_end:
             self._read_at_epoch_end()
-            self._epoch_calls_read = 0
         return True
 
     def _read_at_epoch_end(self) -> None:
-        started = self._clock()
-        step = self._safe_read()
-        if step is not None:
-            self._reweigh_a_short_last_call(step)
-            self._note_read(step)
-            self.stretch_rate = self._timeline.epoch_rate(step)
-            self._timeline.work(started, self._clock())  # Only while epochs are steps.
-            self._arm_deadline()
+        step = self._read_step()
+        if step is None:
+            return
+        self._reweigh_a_short_last_call()
+        self._note_read(step)
+        self._epoch_calls_read = 0
+        self.stretch_rate = self._timeline.epoch_rate(step)
+        if self._goodput and self.writing:
+            started = self._clock()
+            self._sink.reached(step)
+            self._own_work(started)
+        self._arm_deadline()
 
     def end_run(self) -> None:
         """Ends the run: the goodput ledger (if on), then a flush."""
-        if self._reads.in_run and not self._idle:
+        if self._read is not None and not self._idle:
             self.pause_steps()
-            ledger = self._timeline.end_run(self._clock())
-            self.instruments.stop()
-            self._records.run_ended(self._last_read_step, ledger)
-        self._records.flush()
+            self._finish(self._clock())
+        self._sink.flush()
         self._leave_run()
+
+    def close_run(self) -> None:
+        """Ends a run left open (its `fit` raised, or a loop never ended):
+        its ledger ends at its last step end. Nothing to do otherwise."""
+        if self._read is not None and not self._idle and not self._timeline.ended:
+            self._steps_running = False
+            self._finish(self._last_end)
+            self._sink.flush()
+        self._leave_run()
+
+    def _finish(self, t: float) -> None:
+        if self._input_meter is not None and self._timeline.first_end is not None:
+            self._book_input(self._last_end)
+        ledger = self._timeline.end_run(t, self._last_end)
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        step = self._last_read_step
+        if not self._goodput or not self.writing or step is None:
+            return
+        self._sink.reached(step)
+        tf_logger.info("%s", summary_line(ledger))
+        self._sink.write(step, ledger)
+        self._sink.write_text(step, LEDGER_TEXT_TAG, ledger_table(ledger))
 
     def _leave_run(self) -> None:
         # Outside a run, the first batch end reads, and finds no reader.
         self.go_idle()
-        self._reads.stop()
+        if self._cells is not None:
+            self._cells()
+            self._cells = None
+        self._read = self._thread = None
         self._idle = False
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
+
+    def _pause_for_cell(self) -> None:
+        # A notebook cell ended with the run open: a person thinking is
+        # boundary time, never a stall.
+        self.pause_steps(epoch_end=False)
 
     # The batch path. -------------------------------------------------------
 
     def batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """One batch call ended. The hot path: a compare unless a read is due."""
-        now = self._timeline.last_end = self._clock()
+        """One batch call ended. The hot path: a compare unless a read is due
+        or the call took the stall threshold."""
+        now = self._clock()
+        last, self._last_end = self._last_end, now
         if self._count_fn is not None:
             self._count_examples(logs)
         self._calls_since_read += 1
-        if self._calls_since_read < self._calls_until_read and now < self._deadline:
+        if (
+            self._calls_since_read < self._calls_until_read
+            and now < self._deadline
+            and now - last < self._stall_after
+        ):
             return
-        self._read_and_maybe_record(now)
+        self._at_read(last)
 
     def _timed_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
         """`batch_end` that also keeps the step's time (`step_time_stats`).
 
         The same lines as `batch_end` with one more, not a call to it: a
-        second frame and clock read would double the per-batch cost.
+        second frame would double the per-batch cost. (A call that reads
+        is timed in `_at_read`, to its read's end.)
         """
-        timeline = self._timeline
         now = self._clock()
-        self._add_step_time(now - timeline.last_end, self._batches_per_call)
-        timeline.last_end = now
+        last, self._last_end = self._last_end, now
         if self._count_fn is not None:
             self._count_examples(logs)
         self._calls_since_read += 1
-        if self._calls_since_read < self._calls_until_read and now < self._deadline:
+        if (
+            self._calls_since_read < self._calls_until_read
+            and now < self._deadline
+            and now - last < self._stall_after
+        ):
+            self.step_times.add(now - last, self._steps_per_call)  # type: ignore[union-attr]
             return
-        self._read_and_maybe_record(now)
+        self._at_read(last)
 
-    def _read_and_maybe_record(self, now: float) -> None:
-        if self._idle:  # A late request from the watchdog thread.
+    def _at_read(self, last: float) -> None:
+        """A batch call that started at `last` ended, and the step is read:
+        a stall, the first step, a record, or a new baseline."""
+        if self._idle:  # After a failure, or a batch end outside a run's steps.
             self._calls_until_read, self._deadline = math.inf, math.inf
             return
-        step = self._safe_read()
+        step = self._read_step()
         if step is None:
             return
+        end = self._last_end = self._clock()  # The call ends with its step read.
+        if self.step_times is not None:
+            self.step_times.add(end - last, self._steps_per_call)
         self._warnings.check_progress(step, self._last_read_step, self._calls_since_read)
-        timeline = self._timeline
-        self._end_stall(now, step)
+        if end - last >= self._stall_after:
+            self._stalled(last, end, step)
         if self._first_step_pending:
             if self._first_update_pending(step):
                 self._note_read(step)
                 self._calls_until_read = 1  # Read again at the next batch end.
-                timeline.work(now, self._clock())
                 self._arm_deadline()
                 return
-            self._first_step_done(now, step)
-        self._reweigh_a_short_last_call(step)
-        restarts = self._records.after_read(step, timeline.training_time(now), now)
+            self._first_step_done(end, step)
+        self._reweigh_a_short_last_call()
+        baseline = self._rates.timer.last_triggered_step()
+        training_end = self._timeline.training_time(end)
+        interval = self._rates.interval(step, training_end)
         self._note_read(step)
-        stalled = self._watchdog is not None and self._watchdog.pending
-        timeline.work(now, self._clock(), stalled)
-        if restarts:
-            self.instruments.interval_restarts(timeline.last_end)
+        if interval is not None:
+            self._write(step, self._record_scalars(interval, training_end), log=True)
+        elif self._rates.timer.last_triggered_step() != baseline:
+            self._write(step, {BASELINE_STEP_TAG: float(step)})
+        else:
+            self._arm_deadline()
+            return
+        self._restart_interval()
         self._arm_deadline()
+
+    def _record_scalars(
+        self, interval: Tuple[int, float, float], training_end: float
+    ) -> Dict[str, float]:
+        """The scalars of a rate record: the rate's, and every instrument's."""
+        steps, seconds, examples = interval
+        self.typical_step_secs = seconds / steps
+        scalars = self._rates.scalars(steps, seconds, examples)
+        if self.step_times is not None:
+            scalars.update(self.step_times.summary() or {})
+        scalars.update(self.sections.fractions(seconds, training_end))
+        if self._input_meter is not None:
+            self._book_input(self._last_end)
+            waited, self._interval_input = self._interval_input, None
+            if waited is not None:
+                scalars[INPUT_FRAC_TAG] = min(1.0, waited / seconds)
+        self._stall_after = stall_threshold(self._stall_setting, self.typical_step_secs)
+        return scalars
+
+    def _write(self, step: int, scalars: Dict[str, float], log: bool = False) -> None:
+        """Writes `scalars` at `step` (and the rate's log line): the
+        counter's own work, left out of every instrument."""
+        if not self.writing:
+            return
+        started = self._clock()
+        self._sink.write(step, scalars)
+        if log:
+            log_rate(self._rates.tag, scalars[self._rates.tag])
+        self._own_work(started)
+
+    def _own_work(self, started: float) -> None:
+        end = self._clock()
+        self._timeline.work(started, end)
+        if self._timeline.in_steps:
+            # The call in progress leaves the work out: its start moves on
+            # by as much (so a gap is never both a stall and own work).
+            self._last_end += end - started
+        self._warn_if_own_work_is_large(end)
+
+    def _restart_interval(self) -> None:
+        """A new record interval starts (after a record or a baseline)."""
+        if self.step_times is not None:
+            self.step_times.clear()
+        self.sections.clear(self.training_now())
+
+    def _stalled(self, start: float, end: float, step: int) -> None:
+        """No step ended from `start` to `end` for at least the threshold."""
+        if self._input_meter is not None:  # Its waits are the stall's.
+            self._book_input(start)
+            self._input_start = end
+        self._timeline.stall(start, end)
+        if self._watchdog is not None:
+            self._write(step, {STALL_SECS_TAG: end - start})
+            self._watchdog.log_resumed(end - start, step)
 
     def _first_update_pending(self, step: int) -> bool:
         """Whether the run's first step has yet to end: with gradient
@@ -327,46 +524,80 @@ class Recorder:
     def _first_step_done(self, now: float, step: int) -> None:
         self._first_step_pending = False
         self._timeline.first_step_end(now, step)
-        self._records.first_step_done(step, now - self._timeline.run_begin)
-        if self._watchdog is not None:
-            # The frame running the loop that called us (`fit`, a custom
-            # loop's function): the watchdog's sign that the run is still on
-            # (Keras skips on_train_end when fit raises). Found here, not
-            # kept: holding it longer would keep fit's data alive after it
-            # raised. sys._getframe is CPython's and PyPy's way to get it;
-            # nothing public gives a caller's frame.
-            self._watchdog.start(threading.get_ident(), run_anchor(sys._getframe(1)))
+        self._stall_after = stall_threshold(self._stall_setting, None)
+        if self._time_to_first_step:
+            self._write(step, {TIME_TO_FIRST_STEP_TAG: now - self._timeline.run_begin})
 
-    def _end_stall(self, now: float, step: int) -> None:
-        """Books a stall the watchdog found, if this batch end ended it."""
-        if self._watchdog is None:
-            return
-        start = self._watchdog.take_stall(now)
-        if start is None:
-            return
-        self._timeline.stall(start, now)
-        self._records.stall_ended(step, now - start)
-        self._watchdog.log_resumed(now - start, step)
+    # Epochs' last calls. -----------------------------------------------------
 
-    def _end_stall_at_pause(self) -> None:
-        # The wait ran into a pause, which starts at the last step end: by
-        # the timeline's rule it is pause time, not a stall.
-        if self._watchdog is None:
-            return
-        start = self._watchdog.cancel_stall()
-        if start is not None:
-            self._watchdog.log_stall_at_pause(self._clock() - start)
+    def _calls_per_epoch(self) -> Optional[Tuple[int, int]]:
+        """(batch calls in an epoch, batches of its last call), in `fit`."""
+        batches = self._source.batches_per_epoch
+        if batches is None:
+            return None
+        per_call = self._batches_per_call
+        return -(-batches // per_call), batches - (-(-batches // per_call) - 1) * per_call
 
-    def _reweigh_a_short_last_call(self, step: int) -> None:
+    def _reweigh_a_short_last_call(self) -> None:
         """With `steps_per_execution=k`, an epoch's last call can cover fewer
-        than k steps (Keras gives no sign of it at its batch end); the step
-        read says how many, and `step_time/*` weighs that call by them."""
-        times, previous = self.instruments.step_times, self._last_read_step
-        if times is None or previous is None or self._source.calls_per_update != 1:
+        than k batches (Keras gives no sign of it at its batch end): the
+        epoch's length says so, and `step_time/*` weighs it by them."""
+        epoch = self._calls_per_epoch()
+        if self.step_times is None or epoch is None or self._short_call_seen:
             return
-        last = step - previous - (self._calls_since_read - 1) * self._batches_per_call
-        if 0 < last < self._batches_per_call:
-            times.reweigh_last(last)
+        if self._source.calls_per_update != 1:  # Weights are steps, not batches.
+            return
+        calls, last_batches = epoch
+        if last_batches < self._batches_per_call and (
+            self._epoch_calls_read + self._calls_since_read == calls
+        ):
+            self._short_call_seen = True
+            self.step_times.reweigh_last(last_batches)
+
+    def _end_an_unseen_last_call(self) -> None:
+        """Keras before 3.6 ends an epoch's short last `steps_per_execution`
+        call without a batch-end hook: the epoch's first hook after it is
+        its end."""
+        epoch = self._calls_per_epoch()
+        if epoch is None:
+            return
+        calls, last_batches = epoch
+        if last_batches < self._batches_per_call and (
+            self._epoch_calls_read + self._calls_since_read == calls - 1
+        ):
+            now = self._clock()
+            last, self._last_end = self._last_end, now
+            self._calls_since_read += 1
+            if self.step_times is not None:
+                self.step_times.add(now - last, last_batches)
+
+    # Reads. ------------------------------------------------------------------
+
+    def _read_step(self, first: bool = False) -> Optional[int]:
+        """The step, or None when it must not be used (then this run records
+        nothing more): read from another thread, or the read failed (both
+        warned).
+
+        Raises:
+            RuntimeError: outside a run (`step_done()` without `track()`).
+            TypeError: on a run's `first` read, a step source of the wrong
+                kind (it returns floats, say): bad input, before any step.
+        """
+        read = self._read
+        if read is None:
+            raise RuntimeError(OUTSIDE_A_RUN)
+        if threading.get_ident() != self._thread:
+            self._warnings.off_thread()
+            self.go_idle()
+            return None
+        try:
+            return read()
+        except Exception as error:  # A measuring tool must not stop training.
+            if first and isinstance(error, TypeError):
+                raise
+            self._warnings.read_failed(error)
+            self.go_idle()
+            return None
 
     def _note_read(self, step: int) -> None:
         self._epoch_calls_read += self._calls_since_read
@@ -379,19 +610,13 @@ class Recorder:
 
     def _arm_deadline(self) -> None:
         """The clock time of the next timed read: the timer's deadline is in
-        training time, which runs `excluded` seconds behind the clock."""
+        training time, which runs behind the clock by the pauses and own
+        work so far."""
         self._deadline = self._training_deadline + self._timeline.excluded
-        # After the store: a request the watchdog thread made meanwhile is
-        # kept (it sets -inf only after marking the stall pending).
-        if self._watchdog is not None and self._watchdog.pending:
-            self._deadline = -math.inf
 
-    def _safe_read(self, first: bool = False) -> Optional[int]:
-        """The step, or None after which this run records nothing more."""
-        step = self._reads.read(first)
-        if step is None:
-            self.go_idle()
-        return step
+    def training_now(self, t: Optional[float] = None) -> float:
+        """The run's training time at `t` (default: now)."""
+        return self._timeline.training_time(self._clock() if t is None else t)
 
     def _count_examples(self, logs: Optional[Dict[str, Any]]) -> None:
         assert self._count_fn is not None
@@ -400,24 +625,43 @@ class Recorder:
         except Exception as error:  # A counting bug must not stop training.
             self._warnings.count_fn_failed(error)
 
-    # For the watchdog's thread: attribute reads and one store.
+    def _book_input(self, until: float) -> Optional[float]:
+        """Input waits since the last booking, up to `until`, onto the
+        timeline; returns their seconds, or None where not measured."""
+        assert self._input_meter is not None
+        start, self._input_start = self._input_start, until
+        waited = self._input_meter.input_secs(start, until, self._stall_after)
+        if waited is not None:
+            self._timeline.waited_for_input(waited)
+            self._interval_input = (self._interval_input or 0.0) + waited
+        return waited
 
-    def _read_at_next_batch(self) -> None:
-        self._deadline = -math.inf
+    def _warn_if_own_work_is_large(self, now: float) -> None:
+        if self._own_work_warned:
+            return
+        own = self._timeline.recorder_secs
+        training = self.training_now(now) - self._timeline.run_begin + own
+        if training > 10.0 and own > OWN_WORK_WARN_SHARE * training:
+            self._own_work_warned = True
+            where = f" writing to {self._where}" if self._where else ""
+            tf_logger.warning(OWN_WORK_WARNING, 100 * own / training, own, training, where)
+
+    # For the watchdog's thread: attribute reads only.
 
     def _progress(self) -> Optional[float]:
-        """Since when a step end is awaited; None while none is: steps
-        paused, or the epoch's last batch over (what follows until the
-        counter's next hook is an epoch boundary, by the timeline's rule)."""
+        """Since when a step end is awaited; None while none is: before the
+        run's first step end (startup), steps paused, or the epoch's last
+        batch over (what follows until the counter's next hook is an epoch
+        boundary, by the timeline's rule)."""
         timeline = self._timeline
-        if timeline.paused:
+        if timeline.paused or timeline.first_end is None:
             return None
-        epoch_batches = self._source.batches_per_epoch
-        if epoch_batches is not None and timeline.pauses_epochs:
+        epoch = self._source.batches_per_epoch
+        if epoch is not None and timeline.pauses_epochs:
             calls = self._epoch_calls_read + self._calls_since_read
-            if calls * self._batches_per_call >= epoch_batches:
+            if calls * self._batches_per_call >= epoch:
                 return None
-        return timeline.last_end
+        return self._last_end
 
     def _step_text(self) -> str:
         """The global step training is at, for the stall warning: the last

@@ -21,6 +21,8 @@ class RunSource:
         calls_per_update: Calls per applied update (gradient accumulation).
         batches_per_epoch: Batches in an epoch (Keras's `params["steps"]`),
             or None where unknown: tells the epoch's last batch call.
+        loss_scaled: The step counts the updates of a `LossScaleOptimizer`,
+            which skips the update of a step whose gradients overflow.
     """
 
     read: StepRead
@@ -29,3 +31,4 @@ class RunSource:
     steps_per_call: int = 1
     calls_per_update: int = 1
     batches_per_epoch: Optional[int] = None
+    loss_scaled: bool = False

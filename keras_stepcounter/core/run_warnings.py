@@ -29,6 +29,14 @@ NEVER_MOVED = (
     "model.optimizer (a GAN, say), pass the counter that moves: "
     "StepCounter(step_source=generator_optimizer.iterations)."
 )
+NEVER_MOVED_LOSS_SCALED = (
+    "keras_stepcounter: the global step read from %s has not moved in %d "
+    "batches of this run (still %d), so nothing can be recorded yet. A "
+    "LossScaleOptimizer skips the update of every step whose scaled "
+    "gradients overflow, and lowers the loss scale, most often in a run's "
+    "first steps: records start once updates apply. If it never moves, the "
+    "loss (or its scale) gives non-finite gradients at every step."
+)
 COUNT_FN_FAILED = (
     "keras_stepcounter: count_fn failed (%s); its batches are left out of "
     "examples/sec (warned once)."
@@ -56,12 +64,14 @@ class RunWarnings:
         self._rates = rates
         self._said: Set[str] = set()
         self._source = "the step source"
+        self._never_moved = NEVER_MOVED
         self._calls_per_update = 1
         self._start_step: Optional[int] = None
         self._run_calls = 0
 
     def run_begins(self, source: Any) -> None:
         self._source = source.description
+        self._never_moved = NEVER_MOVED_LOSS_SCALED if source.loss_scaled else NEVER_MOVED
         self._calls_per_update = source.calls_per_update
         self._start_step = None
         self._run_calls = 0
@@ -79,7 +89,7 @@ class RunWarnings:
             self._rates.warn_if_stalled(step, previous_step)
         run_calls = self._run_calls + calls
         if step == self._start_step and run_calls > 2 * self._calls_per_update:
-            self._once("never_moved", NEVER_MOVED, self._source, run_calls, step)
+            self._once("never_moved", self._never_moved, self._source, run_calls, step)
 
     def off_thread(self) -> None:
         self._once("off_thread", OFF_THREAD)

@@ -4,6 +4,12 @@
 and, through `timed_iter`, each `next()` of an iterable (a custom loop's
 input wait). At a record, `fractions` turns the seconds spent in each name
 into `time_frac/<name>`: the share of that record's interval.
+
+Blocks are timed in the run's training time (the recorder's
+`training_now`: the clock less pauses and the counter's own work, frozen
+while paused), the clock of the interval they are a share of: a block
+open across a pause or a record's write leaves them out, whatever hook
+the pause is learnt in.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ class Sections:
     thread (the training loop's).
 
     Args:
-        clock: Monotonic clock in seconds (the recorder's).
+        clock: The clock blocks are timed in, in seconds (the recorder's
+            training time).
 
     Example:
 
@@ -66,7 +73,6 @@ class Sections:
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
-        self._paused = False
         self._sections: Dict[str, _Section] = {}
 
     def timed(self, name: str) -> ContextManager[None]:
@@ -102,7 +108,7 @@ class Sections:
         try:
             return self._sections[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name.
-            section = _Section(self._clock, counting=not self._paused)
+            section = _Section(self._clock)
             self._sections[check_section_name(name)] = section
             return section
 
@@ -116,36 +122,16 @@ class Sections:
         for section in self._sections.values():
             section.restart(now)
 
-    def pause(self, now: Optional[float] = None) -> None:
-        """Stops counting (time that is not in any interval, e.g. between
-        epochs) until `resume`; open blocks are counted up to `now` (the
-        pause's start, which may be earlier than the clock)."""
-        now = self._clock() if now is None else now
-        self._paused = True
-        for section in self._sections.values():
-            section.stop_counting(now)
-            section.counting = False
-
-    def resume(self, now: Optional[float] = None) -> None:
-        """Counts again from `now`; blocks still open count from it."""
-        now = self._clock() if now is None else now
-        self._paused = False
-        for section in self._sections.values():
-            section.counting = True
-            if section.depth:
-                section.start = now
-
 
 class _Section:
     """One name's state, and its context manager (reused: no allocation)."""
 
-    __slots__ = ("_clock", "counting", "depth", "start", "secs", "seen")
+    __slots__ = ("_clock", "depth", "start", "secs", "seen")
 
-    def __init__(self, clock: Callable[[], float], counting: bool) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self.counting = counting
         self.depth = 0
-        self.start: Optional[float] = None  # None: closed, or paused.
+        self.start: Optional[float] = None  # None: closed.
         self.secs = 0.0
         self.seen = False
 
@@ -153,7 +139,7 @@ class _Section:
         self.depth += 1
         if self.depth == 1:
             self.seen = True
-            self.start = self._clock() if self.counting else None
+            self.start = self._clock()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.depth -= 1
@@ -163,13 +149,6 @@ class _Section:
 
     def seconds(self, now: float) -> float:
         return self.secs if self.start is None else self.secs + now - self.start
-
-    def stop_counting(self, now: float) -> None:
-        # `now` may be before the block opened: a pause starts at the last
-        # batch end, and the block may have opened after it.
-        if self.start is not None:
-            self.secs += max(0.0, now - self.start)
-            self.start = None
 
     def restart(self, now: float) -> None:
         self.secs = 0.0

@@ -51,7 +51,9 @@ RERUN_STEPS_TAG = GOODPUT_PREFIX + "rerun_steps"
 # share of each record's interval under `time_frac/input`.
 INPUT_TAG = GOODPUT_PREFIX + "input_secs"
 # The buckets that add up to TOTAL_TAG, in the order they are written.
-BUCKET_TAGS = (STARTUP_TAG, STEP_TAG, EPOCH_BOUNDARY_TAG, STALL_TAG, RECORDER_TAG, OTHER_TAG)
+BUCKET_TAGS = (
+    STARTUP_TAG, STEP_TAG, INPUT_TAG, EPOCH_BOUNDARY_TAG, STALL_TAG, RECORDER_TAG, OTHER_TAG,
+)
 # Not a scalar: the ledger of a fit as a Markdown table (TensorBoard's Text
 # tab), written beside the goodput scalars at the same step.
 LEDGER_TEXT_TAG = GOODPUT_PREFIX + "ledger"

@@ -15,30 +15,31 @@ one, so a second is the same kind of second for all of them:
   compiling, the first batch). No rate covers it: the first read of the
   step is the rates' baseline.
 - Steps: batch calls, each from the end of the one before (or from where
-  steps began) to its end.
+  steps began) to its end. Reading the step is part of the batch call it
+  ends (the read waits for the device to finish the step).
 - A pause: from the end of the last batch before it, whatever hook the
   counter learns it in, to the start of the next batch: an epoch boundary
   (what Keras does after the last batch, validation, checkpoints, other
-  callbacks' epoch work), a custom loop's `paused()` block, the run's tail
-  after its last batch. Left out of every instrument; booked as
-  `epoch_boundary` by the ledger. With `pause_between_epochs=False` epoch
-  boundaries and the tail are steps for every instrument alike (a
-  `paused()` block is still a pause).
-- The counter's own work (a step read, a record's write) while in steps:
-  left out of training time, booked as `recorder`.
-- A stall: no step end for at least the stall threshold while in steps,
-  from the last step end before it to the first step end after it, however
-  it hung (user code, input, the counter's own read or write: work that a
-  stall spans is stall, not recorder time). It stays training time (a hang
-  slows the rate and shows in `step_time/max`); the ledger books it as
-  `stall`, never as `step`.
+  callbacks' epoch work), a custom loop's `paused()` block, a notebook
+  cell's end to the next cell's start, the run's tail after its last
+  batch. Left out of every instrument; booked as `epoch_boundary`. With
+  `pause_between_epochs=False` epoch boundaries and the tail are steps for
+  every instrument alike (a `paused()` block is still a pause).
+- The counter's own work (writing a record, flushing) while in steps: left
+  out of training time, booked as `recorder`, however long it takes.
+- A stall: a gap between two step ends (or from where steps resumed) of at
+  least the stall threshold, after the run's first step end, decided by its
+  length when it ends. It stays training time (a hang slows the rate and
+  shows in `step_time/max`); the ledger books it as `stall`, never as
+  `step`.
+- Input: waits for the next batch shorter than the stall threshold
+  (`input_stats=True`): training time, booked as `input`.
 
-Training time, `training_time(t)`, is the clock less every pause and every
-piece of the counter's work before `t`: the clock of the rates and the
-epoch's rate; step times and time fractions are differences of it.
-
-The per-batch path writes `last_end` directly (one attribute store); the
-rest runs at reads, pauses and run ends.
+The recorder tells the timeline each moment with its time; none of them
+can overlap another (a gap starts where the last step, pause or piece of
+own work ended), so every second of a run lands in one bucket and none is
+negative. Training time, `training_time(t)`, is the clock less every pause
+and every piece of own work before `t`, frozen while paused.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Dict, Optional
 from keras_stepcounter.core.tags import (
     EPOCH_BOUNDARY_TAG,
     FRACTION_TAG,
+    INPUT_TAG,
     OTHER_TAG,
     RECORDER_TAG,
     STALL_TAG,
@@ -61,7 +63,7 @@ class Timeline:
     """When a run's steps, pauses, stalls and the counter's own work happened.
 
     Args:
-        pause_between_epochs: Epoch boundaries (`pause(epoch_end=True)`)
+        pause_between_epochs: Epoch boundaries (`pause(at, epoch_end=True)`)
             are pauses. When False they are steps, for every instrument.
 
     Example:
@@ -70,62 +72,52 @@ class Timeline:
     timeline = Timeline()
     timeline.begin_run(0.0)
     timeline.begin_steps(0.0)
-    timeline.last_end = 4.0               # The first batch ended (compiled).
-    timeline.first_step_end(4.0, step=1)
-    timeline.last_end = 5.0               # Another batch.
-    timeline.work(5.0, 5.5)               # A record was written.
-    timeline.last_end = 6.5
-    timeline.pause()                      # Validation...
+    timeline.first_step_end(4.0, step=1)  # Compiled; the first batch ended.
+    timeline.work(5.0, 5.5)               # A record was written at 5.0.
+    timeline.pause(at=6.5)                # Validation, after the batch at 6.5...
     timeline.epoch_rate(step=3)           # 2 steps in 2.0 s of training: 1.0
     timeline.begin_steps(9.5)             # ...took 3 s.
-    timeline.last_end = 11.5
-    timeline.end_run(12.0)                # The tail after 11.5 is a pause.
+    timeline.end_run(12.0, last_end=11.5)  # The tail after 11.5 is a pause.
     # total 12, startup 4, step 1 + 1 + 2, epoch_boundary 3 + 0.5,
     # recorder 0.5, fraction 4 / 12
     ```
     """
 
-    def __init__(self, pause_between_epochs: bool = True) -> None:
-        self._pause_between_epochs = pause_between_epochs
+    def __init__(self, pause_between_epochs: bool = True, measures_input: bool = False) -> None:
+        self.pauses_epochs = pause_between_epochs
+        self.measures_input = measures_input
         self.begin_run(0.0)
 
-    # Events, in the training thread's order. ------------------------------
+    # Moments, in the training thread's order. -----------------------------
 
     def begin_run(self, t: float) -> None:
         """A run starts at `t`: everything of the last one is forgotten."""
         self.run_begin = t
-        # The end of the last batch call, or the start of steps: written by
-        # the per-batch path; the watchdog's "last progress".
-        self.last_end = t
         self.in_steps = False
         self.first_end: Optional[float] = None
+        self.ended = False
         self._paused_since: Optional[float] = None
-        self._never_ran = True
-        self.excluded = 0.0  # Pauses and own work so far: t - excluded is training time.
+        self._excluded = 0.0  # Pauses and own work so far.
         self._excluded_at_first_end = 0.0
-        self._boundary = self._recorder = self._stalls = 0.0
+        self._boundary = self._recorder = self._stalls = self._input = 0.0
         # The epoch's rate: where the current stretch of steps started and
         # the last one ended, in training time.
         self._stretch_start: Optional[float] = None
         self._stretch_step: Optional[int] = None
         self._stretch_end: Optional[float] = None
-        self._ended = False
 
     def begin_steps(self, t: float) -> None:
         """Steps start at `t` (an epoch's first batch, a loop's start, the
-        end of a `paused()` block). A pause open since then ends here."""
+        end of a pause). The pause open since then ends here."""
         if self.in_steps:
             return
         self.in_steps = True
-        if self._paused_since is not None:
-            paused = max(0.0, t - self._paused_since)
-            self._paused_since = None
-            self._boundary += paused
-            self.excluded += paused
-            self.last_end = t
-        elif self._never_ran:
-            self.last_end = t
-        self._never_ran = False
+        since, self._paused_since = self._paused_since, None
+        if since is None:  # The run's first steps: startup, not a pause.
+            return
+        paused = max(0.0, t - since)
+        self._boundary += paused
+        self._excluded += paused
 
     def first_step_end(self, t: float, step: int) -> None:
         """The run's first step ended at `t` with the global step at `step`:
@@ -133,61 +125,62 @@ class Timeline:
         if self.first_end is not None:
             return
         self.first_end = t
-        self._excluded_at_first_end = self.excluded
+        self._excluded_at_first_end = self._excluded
         self._stretch_start = self.training_time(t)
         self._stretch_step = step
 
-    def work(self, start: float, end: float, stalled: bool = False) -> None:
-        """The counter's own work from `start` to `end` (right after a batch
-        end, or before the first step). Left out of training time unless a
-        stall spans it (`stalled`) or steps are paused (then it is pause
-        time already)."""
-        if stalled or self._paused_since is not None or end <= start:
-            return
-        self._recorder += end - start
-        self.excluded += end - start
-        self.last_end = end
+    def work(self, start: float, end: float) -> None:
+        """The counter's own work from `start` to `end`, in steps or before
+        the first step (while paused it is pause time already)."""
+        if self._paused_since is None and end > start:
+            self._recorder += end - start
+            self._excluded += end - start
 
     def stall(self, start: float, end: float) -> None:
-        """No step ended from `start` (the last step end) to `end` (the
-        step end that ended the stall). Only its part after the run's first
-        step end counts (a stall is a wait between steps)."""
-        start = max(start, self.first_end if self.first_end is not None else end)
+        """No step ended from `start` to `end`, for at least the threshold."""
         if end > start:
             self._stalls += end - start
 
-    def pause(self, epoch_end: bool = True) -> bool:
-        """Steps stop, from the end of the last batch: an epoch boundary
+    def waited_for_input(self, seconds: float) -> None:
+        """Steps waited `seconds` for their input (waits shorter than the
+        stall threshold: a longer one is a stall)."""
+        self._input += seconds
+
+    def pause(self, at: float, epoch_end: bool = True) -> bool:
+        """Steps stop from `at`, the end of the last batch: an epoch boundary
         (`epoch_end`, also where the epoch's rate ends) or a `paused()`
         block. Returns whether a pause began: not when steps are paused
         already, nor for an epoch boundary while those are steps."""
         if not self.in_steps:
             return False
         if epoch_end:
-            self._stretch_end = self.training_time(self.last_end)
-            if not self._pause_between_epochs:
+            self._stretch_end = self.training_time(at)
+            if not self.pauses_epochs:
                 return False
         self.in_steps = False
-        self._paused_since = self.last_end
+        self._paused_since = at
         return True
 
-    def end_run(self, t: float) -> Dict[str, float]:
-        """The run ends at `t` (its tail after the last batch is a pause);
-        returns the goodput ledger's scalars, once (then empty)."""
-        if self._ended:
+    def end_run(self, t: float, last_end: float) -> Dict[str, float]:
+        """The run ends at `t` (its tail after `last_end`, the last batch
+        end, is a pause); returns the goodput ledger's scalars, once (then
+        empty)."""
+        if self.ended:
             return {}
-        self._ended = True
-        self.pause()
+        self.ended = True
+        self.pause(last_end)
         if self._paused_since is not None:
             self._boundary += max(0.0, t - self._paused_since)
-            self._paused_since = None
+        self._paused_since = None
         return self._ledger(t - self.run_begin)
 
     # What the instruments read. -------------------------------------------
 
     def training_time(self, t: float) -> float:
-        """`t` less the pauses and the counter's work so far."""
-        return t - self.excluded
+        """`t` less the pauses and the counter's work before it; while
+        paused, the time the pause began at."""
+        since = self._paused_since
+        return (t if since is None or since > t else since) - self._excluded
 
     def epoch_rate(self, step: Optional[int]) -> Optional[float]:
         """Mean steps per second of training time from where the last
@@ -209,24 +202,30 @@ class Timeline:
         return not self.in_steps
 
     @property
-    def pauses_epochs(self) -> bool:
-        """Epoch boundaries are pauses (`pause_between_epochs`)."""
-        return self._pause_between_epochs
+    def excluded(self) -> float:
+        """Pauses and own work so far: in steps, `t - excluded` is training time."""
+        return self._excluded
+
+    @property
+    def recorder_secs(self) -> float:
+        """The counter's own work so far in this run."""
+        return self._recorder
 
     def _ledger(self, total: float) -> Dict[str, float]:
         """Buckets that add up to `total`: every second of the run in one."""
         boundary, recorder = self._boundary, self._recorder
         if self.first_end is None:  # No step ever ended: nothing to tell apart.
-            startup = boundary = stall = step = 0.0
+            startup = boundary = stall = waited = step = 0.0
             other = total - recorder
         else:
             startup = self.first_end - self.run_begin - self._excluded_at_first_end
-            stall, other = self._stalls, 0.0
-            step = total - startup - boundary - recorder - stall
-        return {
+            stall, waited, other = self._stalls, self._input, 0.0
+            step = total - startup - boundary - recorder - stall - waited
+        ledger = {
             TOTAL_TAG: total,
             STARTUP_TAG: startup,
             STEP_TAG: step,
+            INPUT_TAG: waited,
             EPOCH_BOUNDARY_TAG: boundary,
             STALL_TAG: stall,
             RECORDER_TAG: recorder,
@@ -234,3 +233,6 @@ class Timeline:
             # 0 rather than absent for an empty run: the tags stay one set.
             FRACTION_TAG: step / total if total > 0 else 0.0,
         }
+        if not self.measures_input:  # Never a made-up zero.
+            del ledger[INPUT_TAG]
+        return ledger

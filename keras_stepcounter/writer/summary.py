@@ -186,6 +186,12 @@ class ScalarWriter:
         Text tab); True if it was written."""
         return self.sink.write_text(step, tag, markdown)
 
+    def begin_run(self, start_step: int) -> Optional[int]:
+        return None  # Stand-in until the lineage index lands.
+
+    def reached(self, step: int) -> None:
+        pass
+
     def flush(self) -> None:
         self.sink.flush()
 

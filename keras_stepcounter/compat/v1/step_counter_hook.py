@@ -187,7 +187,9 @@ class StepCounterHook(tf.compat.v1.train.SessionRunHook):
             stale_global_step + self._steps_per_run
         ) or self._below_baseline(stale_global_step):
             global_step = run_context.session.run(self._global_step_tensor)
-            self._rates.record_if_due(global_step, self._record_interval)
+            interval = self._rates.interval(global_step)
+            if interval is not None:
+                self._record_interval(global_step, *interval)
         # As v1: compare stale steps, not the timer's, and warn through
         # log_first_n (5 times per process).
         if stale_global_step == self._last_global_step:
