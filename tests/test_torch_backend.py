@@ -62,8 +62,12 @@ def test_rates_match_the_known_step_time_and_the_wall_clock(results, slow_in):
     # next one's begin on this backend): either way the step takes it.
     run = results[f"rate_{slow_in}"]
     rates = run["records"]["global_step/sec"]
+    # An epoch's first batch is fetched before its first step begins (in the
+    # epoch boundary), so in the data run an interval of 10 steps holding
+    # an epoch's first step has only 9 sleeps in it.
+    fastest = 1 / STEP_SLEEP if slow_in == "step" else 10 / (9 * STEP_SLEEP)
     for _, rate in rates:
-        assert 0.5 / STEP_SLEEP <= rate <= 1 / STEP_SLEEP, rates
+        assert 0.5 / STEP_SLEEP <= rate <= fastest, rates
     # Records within an epoch (11 from 1, 21 from 11; 41, 51) against the
     # wall clock; 31 spans the epoch end, whose pause the counter leaves out.
     for since, step in ((1, 11), (11, 21), (31, 41), (41, 51)):
@@ -72,7 +76,7 @@ def test_rates_match_the_known_step_time_and_the_wall_clock(results, slow_in):
     epoch_rates = run["steps_per_sec"]
     assert len(epoch_rates) == 2
     for rate in epoch_rates:
-        assert 0.5 / STEP_SLEEP <= rate <= 1 / STEP_SLEEP, epoch_rates
+        assert 0.5 / STEP_SLEEP <= rate <= fastest, epoch_rates
 
 
 @pytest.mark.parametrize("slow_in", ["step", "data"])

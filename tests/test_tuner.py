@@ -7,7 +7,8 @@ one directory (TensorBoard draws one line that jumps back to step 0 at each
 trial). The guide's pattern (docs/how-it-measures.md, "KerasTuner: one run
 per trial") adds the counter in the tuner's public `run_trial`, with the
 trial's id in `output_dir`. Both are run here: a RandomSearch of 2 trials,
-each 2 epochs of 20 steps, records every 5 steps.
+each 2 epochs of 20 steps, records every 5 steps; and the guide's word on
+`executions_per_trial=2`.
 """
 
 import os
@@ -19,6 +20,7 @@ import tensorflow as tf
 
 import keras_stepcounter
 from keras_stepcounter.tools.events import event_files, read_event_file, read_scalars
+from keras_stepcounter.tools.report import load_report
 
 keras = tf.keras
 rng = np.random.default_rng(0)
@@ -100,3 +102,21 @@ def test_a_counter_passed_to_search_writes_every_trial_into_one_directory(tmp_pa
                  if tag == "global_step/sec"] for path in files]
     assert per_file == [RECORD_STEPS, RECORD_STEPS]
 
+
+
+def test_executions_of_a_trial_share_its_directory_and_the_report_splits_them(tmp_path):
+    # run_trial runs once per trial; its executions are fresh models, each
+    # from step 0 (the guide says so, and that the report reads them apart).
+    root = tmp_path / "logs" / "tuning"
+    tuner = CountedRandomSearch(
+        build_model, objective="loss", max_trials=1, executions_per_trial=2, seed=0,
+        directory=str(tmp_path / "tuner"), project_name="search", counter_root=str(root),
+    )
+    search(tuner, callbacks=[])
+    (trial_id,) = [trial.trial_id for trial in tuner.oracle.trials.values()]
+    assert os.listdir(root) == [trial_id]
+    assert len(event_files(str(root / trial_id))) == 2
+    runs = load_report(str(root)).to_json_dict()["runs"]
+    assert sorted(runs) == [f"{trial_id}#1", f"{trial_id}#2"]
+    for run in runs.values():
+        assert run["global_step/sec"]["records"] == len(RECORD_STEPS)
