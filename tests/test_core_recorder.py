@@ -379,3 +379,39 @@ def test_examples_of_an_applied_update_with_gradient_accumulation(fake_clock):
     ((step, scalars),) = sink.rates()
     assert step == 6 and scalars["global_step/sec"] == 2.0
     assert scalars["examples/sec"] == 2.0 * 8 * 2  # 16 examples an update.
+
+
+def test_slow_writes_are_own_work_warned_once_with_the_share(fake_clock, tf_log):
+    # A disk that takes 0.5 s a write: never a stall, never in the rate, and
+    # one warning once the writes pass 5% of the run's time so far.
+    sink = ListSink()
+    write = sink.write
+
+    def slow_write(step, scalars):
+        fake_clock.advance(0.5)
+        return write(step, scalars)
+
+    sink.write = slow_write
+    rates = RateTracker(SecondOrStepTimer(every_steps=10, clock=fake_clock))
+    recorder = Recorder(rates, sink, fake_clock, stall_secs=0.25, goodput=True,
+                        where="gs://bucket/logs")
+    steps = Steps()
+    recorder.begin_run(RunSource(read=steps))
+    recorder.begin_steps()
+    run_batches(recorder, steps, fake_clock, 100, seconds=0.125)
+    recorder.end_run()
+    assert {s["global_step/sec"] for _, s in sink.rates()} == {8.0}  # Writes left out.
+    assert [r for r in sink.records if "stall_secs" in r[1]] == []
+    ledger = sink.records[-1][1]
+    assert ledger["goodput/recorder_secs"] == 10 * 0.5  # The baseline and 9 records.
+    assert ledger["goodput/stall_secs"] == 0.0
+    warnings = [m for level, m in tf_log.messages
+                if level == logging.WARNING and "writing records took" in m]
+    assert warnings == [
+        # At the record at step 61 (the first past 10 s): 7 writes of 0.5 s
+        # in 61 batches of 0.125 s and those writes.
+        "keras_stepcounter: writing records took 31.5% of training time so far "
+        "(3.50 s of 11.1 s writing to gs://bucket/logs). It is left out of the rates, "
+        "which then overstate what the job gets: record less often (every_n_steps), "
+        "or write to a faster disk."
+    ]
