@@ -9,12 +9,12 @@ whatever the directory's history: no event file is opened, so another
 experiment's records in the same directory, or a 20 MB event file of
 another tool, cost nothing.
 
-Written with `os` for a local directory (a temporary file renamed over
-the index: a reader sees the old index or the new one, never half of
-one) and with `tf.io.gfile` for a remote one (`gs://`, `ram://`: an
-object store replaces an object whole). Nothing here raises: an index
-that cannot be read is no index, one that cannot be written is tried
-again at the next save.
+Written as a temporary file renamed over the index, so a reader sees the
+old index or the new one, never half of one: with `os` for a local
+directory, with `tf.io.gfile` for a remote one (`gs://`, where a rename
+copies the object whole; `ram://`, whose files opened for writing are not
+emptied first). Nothing here raises: an index that cannot be read is no
+index, one that cannot be written is tried again at the next save.
 
 Example:
 
@@ -68,21 +68,20 @@ def save_latest_run(output_dir: str, start_step: int, last_step: int) -> bool:
     index; True if saved. Never raises."""
     text = json.dumps({"format": FORMAT, "start_step": start_step, "last_step": last_step})
     path = _index_path(output_dir)
+    # Named per process and call: two counters (or processes) saving at
+    # once never share a temporary file.
+    temp = f"{path}.{os.getpid()}.{next(_temp_numbers)}.tmp"
     try:
         if _is_local(output_dir):
-            _replace_local(path, text)
+            _replace_local(temp, path, text)
         else:
-            with tf.io.gfile.GFile(path, "w") as file:
-                file.write(text)
+            _replace_remote(temp, path, text)
     except Exception:  # Disk full, directory gone: saved at the next chance.
         return False
     return True
 
 
-def _replace_local(path: str, text: str) -> None:
-    # Named per process and call: two counters (or processes) saving at
-    # once never share a temporary file.
-    temp = f"{path}.{os.getpid()}.{next(_temp_numbers)}.tmp"
+def _replace_local(temp: str, path: str, text: str) -> None:
     try:
         with open(temp, "w", encoding="utf-8") as file:
             file.write(text)
@@ -90,6 +89,17 @@ def _replace_local(path: str, text: str) -> None:
     except BaseException:
         if os.path.exists(temp):
             os.remove(temp)
+        raise
+
+
+def _replace_remote(temp: str, path: str, text: str) -> None:
+    try:
+        with tf.io.gfile.GFile(temp, "w") as file:
+            file.write(text)
+        tf.io.gfile.rename(temp, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(temp):
+            tf.io.gfile.remove(temp)
         raise
 
 
