@@ -69,7 +69,7 @@ def test_no_rerun_at_or_above_the_last_step(tmp_path):
     sink.close()
 
 
-def test_a_restore_in_a_new_process_reads_the_index(tmp_path):
+def test_a_restore_in_a_new_process_reads_the_index_and_saves_at_exit(tmp_path):
     sink = EventFileSink(str(tmp_path))
     run_steps(sink, 0, 120, every=100)
     sink.close()
@@ -79,8 +79,8 @@ def test_a_restore_in_a_new_process_reads_the_index(tmp_path):
         from keras_stepcounter.writer import EventFileSink
         sink = EventFileSink(sys.argv[1])
         print(sink.begin_run(100))
-        sink.close()
-        """
+        sink.write(150, {"global_step/sec": 1.0})  # Not saved yet (INDEX_SECS)...
+        """  # ...but at exit, with no close().
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path)],
@@ -92,7 +92,7 @@ def test_a_restore_in_a_new_process_reads_the_index(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["20"]
-    assert index_of(tmp_path)["start_step"] == 100
+    assert index_of(tmp_path) == {"format": lineage.FORMAT, "start_step": 100, "last_step": 150}
 
 
 def test_after_a_kill_the_last_step_is_the_last_one_saved(tmp_path):

@@ -172,6 +172,7 @@ class EventFileSink:
             latest = latest_run(self._output_dir)
         self._run, self._last_step = (start_step, start_step), start_step
         self._save_index()
+        _open_sinks.add(self)  # Its last step is saved at exit, file or not.
         return rerun_steps(start_step, None if latest is None else latest[1])
 
     def reached(self, step: int) -> None:
@@ -263,7 +264,6 @@ class EventFileSink:
         may end in a torn record, for a new one at the next record."""
         self._failures.failed(action, error)
         file, self._file, self._path = self._file, None, None
-        _open_sinks.discard(self)
         if file is not None:
             try:
                 file.close()  # Frees the handle; may fail again: the same outage.
@@ -316,8 +316,9 @@ def _file_name() -> str:
     )
 
 
-# Sinks with a file open, closed at interpreter exit; weak, so that an
-# unreachable sink is not kept alive for this (its file closes with it).
+# Sinks with a file open or a run begun, closed at interpreter exit (which
+# saves the run's last step); weak, so that an unreachable sink is not kept
+# alive for this (its file closes with it).
 _open_sinks: "weakref.WeakSet[EventFileSink]" = weakref.WeakSet()
 
 
