@@ -13,7 +13,14 @@ scalar (`global_step/sec`) at increasing steps:
 * the previous sink: `tf.summary.scalar` under `as_default()`, then a
   second flush;
 * an `os.stat` of the event file: what checking for a removed directory at
-  every record would add (the sink checks at most once a second).
+  every record would add (the sink checks at most once a second);
+* `EventFileSink.write` in a run (`begin_run` called): the same record,
+  which also moves the run's last step on in the lineage index (saved by a
+  record at most once per `INDEX_SECS`, 10 s: a round is shorter, so this
+  is the per-record cost; the save's own cost is the next row);
+* one save of the lineage index (`save_latest_run`: a temporary file
+  written and renamed over the index), paid at a run's start and end, at
+  epoch ends, and by a record at most once per 10 s.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ def run(settings: Settings) -> List[Row]:
 
     from keras_stepcounter.writer import EventFileSink, SummarySink
     from keras_stepcounter.writer.event_file import _file_name
+    from keras_stepcounter.writer.lineage import save_latest_run
 
     number = 300 if settings.quick else 3_000
     steps = itertools.count(1)
@@ -44,6 +52,10 @@ def run(settings: Settings) -> List[Row]:
 
         sink = EventFileSink(path("direct"))
         sink.open()
+        in_run = EventFileSink(path("in_run"))
+        in_run.begin_run(0)
+        in_run.open()
+        index_dir = path("index")
         proto_file = tf.io.TFRecordWriter(os.path.join(path("proto"), _file_name()))
         summary_sink = SummarySink(tf.summary.create_file_writer(path("summary")))
         old_writer = tf.summary.create_file_writer(path("old"))
@@ -68,11 +80,14 @@ def run(settings: Settings) -> List[Row]:
             "summary": lambda: summary_sink.write(next(steps), {tag: 2.5}),
             "old": old_write,
             "stat": lambda: os.stat(event_path),
+            "in_run": lambda: in_run.write(next(steps), {tag: 2.5}),
+            "index": lambda: save_latest_run(index_dir, 0, next(steps)),
         }
         results = interleave(
             {name: _timer(way, number) for name, way in ways.items()}, settings.rounds
         )
         sink.close()
+        in_run.close()
         proto_file.close()
         old_writer.close()
     return _rows(results, number)
@@ -88,6 +103,8 @@ _LABELS = {
     "summary": "`SummarySink` (`summary_writer=`): `tf.summary.write`, flush",
     "old": "previous sink: `tf.summary.scalar` under `as_default()`, flush",
     "stat": "`os.stat` of the event file (a per-record removal check)",
+    "in_run": "`EventFileSink` in a run (`begin_run`): the record, lineage step kept",
+    "index": "one save of the lineage index (temporary file renamed over it)",
 }
 
 
@@ -98,8 +115,8 @@ def _rows(results: Dict[str, List[Dict[str, float]]], number: int) -> List[Row]:
         us = [r["us"] for r in results[name]]
         rows.append(Row(
             name=f"sink alone: {label}",
-            measured=f"{spread(us, '{:.1f}')} µs per record",
-            compared_with=f"{number:,} records a round",
+            measured=f"{spread(us, '{:.1f}')} µs per {'save' if name == 'index' else 'record'}",
+            compared_with=f"{number:,} {'saves' if name == 'index' else 'records'} a round",
             result=("the sink of `output_dir=`" if name == "direct"
                     else f"{median(us) / direct:.1f}x the `EventFileSink` write"),
             target="(for comparison)",

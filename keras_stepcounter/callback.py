@@ -28,7 +28,7 @@ from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
 from keras_stepcounter.core.timer import Clock, SecondOrStepTimer
-from keras_stepcounter.writer import ScalarWriter, check_writer_arguments
+from keras_stepcounter.writer import check_writer_arguments, make_sink
 
 EPOCH_LOG_KEY = "steps_per_sec"
 
@@ -193,7 +193,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         self._epoch_logs = epoch_logs
         self._writes = True  # This process writes (decided at each run).
         self._output_dir = check_writer_arguments(output_dir, summary_writer)
-        self._writer = ScalarWriter(
+        self._writer = make_sink(
             self._output_dir,
             summary_writer,
             DashboardTags.of(options, step_time_stats=step_time_stats, goodput=goodput),

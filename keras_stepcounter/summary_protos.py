@@ -17,12 +17,28 @@ from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 
+from keras_stepcounter.core.tags import BASELINE_STEP_TAG
+
 # What makes TensorBoard show a float32 tensor summary as a scalar: the
 # metadata `tf.summary.scalar` writes, serialized (`tf.summary.write`
 # takes it so).
 SCALAR_METADATA: bytes = scalar_metadata.create_summary_metadata(
     display_name=None, description=None
 ).SerializeToString()
+
+# The same float32 scalar under a plugin name of the package's own, which
+# no TensorBoard plugin claims: the value is in the event file for the
+# report, and TensorBoard's dashboards leave it out (a bookkeeping value,
+# not a chart: `baseline_step`).
+HIDDEN_SCALAR_METADATA: bytes = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="keras_stepcounter")
+).SerializeToString()
+
+
+def scalar_metadata(tag: str) -> bytes:
+    """The metadata a scalar of `tag` is written with: hidden for the
+    report's bookkeeping tags, else the scalars plugin's."""
+    return HIDDEN_SCALAR_METADATA if tag == BASELINE_STEP_TAG else SCALAR_METADATA
 
 
 def text_summary(tag: str, markdown: str) -> summary_pb2.Summary:

@@ -23,7 +23,7 @@ from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.dashboard import CATEGORY, DashboardTags, layout
 from keras_stepcounter.summary_protos import layout_summary, text_summary
 from keras_stepcounter.tools.events import read_scalars
-from keras_stepcounter.writer import EventFileSink, ScalarWriter, SummarySink
+from keras_stepcounter.writer import EventFileSink, SummarySink, make_sink
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_TAG = "custom_scalars__config__"
@@ -265,7 +265,7 @@ def test_a_sink_without_dashboard_writes_no_layout(tmp_path):
 @pytest.mark.parametrize("how", ["output_dir", "summary_writer"])
 def test_write_text_reaches_tensorboards_text_plugin(tmp_path, how):
     user_writer = tf.summary.create_file_writer(str(tmp_path)) if how == "summary_writer" else None
-    writer = ScalarWriter(str(tmp_path) if how == "output_dir" else None, user_writer)
+    writer = make_sink(str(tmp_path) if how == "output_dir" else None, user_writer)
     with tf.summary.record_if(False):  # Keras's TensorBoard callback may leave one on.
         assert writer.write_text(12, "goodput/ledger", "| a |\n|--|\n| 1 |")
     loader = event_accumulator.EventAccumulator(

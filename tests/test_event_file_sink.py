@@ -15,7 +15,7 @@ from conftest import FakeClock, steps_of, values_of
 from tensorboard.backend.event_processing import event_accumulator
 
 import keras_stepcounter
-from keras_stepcounter.writer import EventFileSink, ScalarWriter, SummarySink, event_file
+from keras_stepcounter.writer import EventFileSink, SummarySink, event_file, make_sink
 from keras_stepcounter.writer.event_records import scalar_record
 
 # (tag, value, step): zero and negative steps, large steps, values beyond
@@ -186,22 +186,22 @@ def test_directory_gone_for_good_fails_every_record_with_one_warning(tmp_path):
     assert steps_of(run, "a") == [4]
 
 
-def test_scalar_writer_chooses_the_sink():
-    assert isinstance(ScalarWriter("some/dir").sink, EventFileSink)
+def test_make_sink_returns_the_sink_itself():
+    assert type(make_sink("some/dir")) is EventFileSink
     writer = tf.summary.create_noop_writer()
-    assert isinstance(ScalarWriter(None, writer).sink, SummarySink)
-    assert isinstance(ScalarWriter("some/dir", writer).sink, SummarySink)
-    assert isinstance(ScalarWriter().sink, SummarySink)
+    assert type(make_sink(None, writer)) is SummarySink
+    assert type(make_sink("some/dir", writer)) is SummarySink
+    assert type(make_sink()) is SummarySink
 
 
 def test_deepcopy_shares_the_users_writer_and_reopens_own_files(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path / "user"))
-    copied = copy.deepcopy(ScalarWriter(None, writer))
-    assert copied.sink._writer is writer
-    own = ScalarWriter(new_dir(tmp_path / "own"))
+    copied = copy.deepcopy(make_sink(None, writer))
+    assert copied._writer is writer
+    own = make_sink(new_dir(tmp_path / "own"))
     own.open()
     twin = copy.deepcopy(own)
-    assert twin.sink.path is None
+    assert twin.path is None
     assert twin.write(5, {"a": 1.0}) and own.write(6, {"a": 1.0})
     own.close()
     twin.close()

@@ -5,6 +5,7 @@ due at steps 6, 11, 16, 21 and 26. A callback placed after the counter
 breaks and repairs things at given steps (step = batch + 1 in one epoch).
 """
 
+import os
 import shutil
 import warnings
 
@@ -176,18 +177,20 @@ def test_user_writer_that_raises(keras, make_model, tiny_data, tmp_path, tf_log)
 
 
 class FlakyRecordWriter:
-    """A real `tf.io.TFRecordWriter` whose write and flush raise while `failing`."""
+    """A real `tf.io.TFRecordWriter` whose write and flush raise while the
+    disk is `full` (every file alike, new ones too)."""
 
     opened: list = []
+    full = False
 
     def __init__(self, path):
+        self.path = path
         self.writer = REAL_RECORD_WRITER(path)
-        self.failing = False
         self.close_calls = 0
         FlakyRecordWriter.opened.append(self)
 
     def _check(self):
-        if self.failing:
+        if FlakyRecordWriter.full:
             raise OSError("Read-only file system")
 
     def write(self, record):
@@ -207,25 +210,32 @@ REAL_RECORD_WRITER = tf.io.TFRecordWriter
 
 
 def test_disk_full_on_its_own_event_file(keras, make_model, tiny_data, tmp_path, monkeypatch):
-    # Patching stands in for a full or read-only disk, which root ignores.
+    # Patching stands in for a full or read-only disk, which root ignores
+    # (test_writer_full_disk.py fails real writes with RLIMIT_FSIZE).
     monkeypatch.setattr(FlakyRecordWriter, "opened", [])
+    monkeypatch.setattr(FlakyRecordWriter, "full", False)
     monkeypatch.setattr(tf.io, "TFRecordWriter", FlakyRecordWriter)
     opened = FlakyRecordWriter.opened
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(tmp_path))
 
     class Failing(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
-            opened[0].failing = 8 <= batch + 1 < 24
+            FlakyRecordWriter.full = 8 <= batch + 1 < 24
 
     history, warned = fit_with_faults(make_model, tiny_data, counter, Failing())
     assert history.epoch == [0]
     assert len(warned) == 1  # Three records failed (11, 16, 21): one warning.
     assert "Read-only file system" in str(warned[0].message)
+    assert "new event file" in str(warned[0].message)
     assert steps_of(tmp_path) == [6, 26]
-    # One event file for the counter's life, closed by close() only.
-    assert len(opened) == 1 and opened[0].close_calls == 0
+    # The file of step 6 was left at the failure at 11 (closed, never written
+    # again); 16 and 21 each tried a new file, removed when its header failed;
+    # 26 opened the file still open now.
+    assert [w.close_calls for w in opened] == [1, 1, 1, 0]
+    on_disk = sorted(n for n in os.listdir(tmp_path) if "tfevents" in n)
+    assert on_disk == sorted(os.path.basename(opened[i].path) for i in (0, 3))
     counter.close()
-    assert opened[0].close_calls == 1
+    assert opened[3].close_calls == 1
 
 
 def test_each_outage_warns_once(keras, make_model, tiny_data, tmp_path):

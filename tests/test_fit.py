@@ -228,3 +228,19 @@ def test_rate_is_finite_and_positive(make_model, tiny_data, tmp_path):
     counter = keras_stepcounter.StepCounter(every_n_steps=5, output_dir=str(tmp_path))
     make_model().fit(x, y, batch_size=4, verbose=0, callbacks=[counter])
     assert all(math.isfinite(v) and v > 0 for v in values_of(tmp_path))
+
+
+def test_the_baseline_step_is_for_the_report_not_a_tensorboard_chart(
+    make_model, tiny_data, tmp_path
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    x, y = tiny_data
+    counter = keras_stepcounter.StepCounter(every_n_steps=10, output_dir=str(tmp_path))
+    make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[counter])
+    counter.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert list(events.PluginTagToContent("scalars")) == ["global_step/sec"]
+    assert list(events.PluginTagToContent("keras_stepcounter")) == ["baseline_step"]
+    assert [r.step for r in read_scalars(str(tmp_path))["baseline_step"]] == [1]

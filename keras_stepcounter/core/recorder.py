@@ -287,10 +287,10 @@ class Recorder:
             return False
         self._run_start_step = self._last_read_step = step
         self._warnings.started(step)
-        if self._goodput and self.writing:
+        if self.writing:  # Only the writer keeps the directory's lineage.
             started = self._clock()
             rerun = self._sink.begin_run(step)
-            if rerun is not None:
+            if rerun is not None and self._goodput:
                 tf_logger.info(
                     "goodput: this fit starts at step %d, below step %d that the run "
                     "it resumes reached: %d steps are computed again.",
@@ -328,7 +328,7 @@ class Recorder:
         self._note_read(step)
         self._epoch_calls_read = 0
         self.stretch_rate = self._timeline.epoch_rate(step)
-        if self._goodput and self.writing:
+        if self.writing:
             started = self._clock()
             self._sink.reached(step)
             self._own_work(started)
@@ -358,9 +358,11 @@ class Recorder:
         if self._watchdog is not None:
             self._watchdog.stop()
         step = self._last_read_step
-        if not self._goodput or not self.writing or step is None:
+        if not self.writing or step is None:
             return
         self._sink.reached(step)
+        if not self._goodput:
+            return
         tf_logger.info("%s", summary_line(ledger))
         self._sink.write(step, ledger)
         self._sink.write_text(step, LEDGER_TEXT_TAG, ledger_table(ledger))

@@ -37,9 +37,18 @@ from tensorboard.compat.proto import event_pb2, summary_pb2
 # Modules the stub's gfile imports, if installed, for s3:// and other remote
 # paths, which the report never reads (it lists directories with `os`):
 # boto3 alone costs about 0.9 s, half of a small report, on the development
-# machine. Hidden from that one import when not loaded yet; gfile then only
-# has its local filesystem, in this process.
+# machine. Hidden from that one import, and only in the command line's own
+# process (`python -m keras_stepcounter`), which trains nothing: in any
+# other process (a notebook reading scalars after `fit`, a training script)
+# `sys.modules` is left alone, since a thread importing boto3 at that moment
+# would fail.
 _REMOTE_CLIENTS = ("boto3", "botocore", "fsspec")
+_COMMAND_LINE = "keras_stepcounter.__main__"
+
+
+def _in_command_line() -> bool:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == _COMMAND_LINE
 
 
 def _import_stub_without_remote_clients() -> None:
@@ -54,7 +63,8 @@ def _import_stub_without_remote_clients() -> None:
                 del sys.modules[name]
 
 
-_import_stub_without_remote_clients()
+if _in_command_line():
+    _import_stub_without_remote_clients()
 
 from tensorboard.compat.tensorflow_stub import errors as tb_errors  # noqa: E402
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow  # noqa: E402

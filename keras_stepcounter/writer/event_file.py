@@ -8,13 +8,14 @@ import os
 import socket
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 
 from keras_stepcounter.dashboard import DashboardTags, dashboard_summary
 from keras_stepcounter.summary_protos import text_summary
 from keras_stepcounter.writer._failures import FailureReporter
+from keras_stepcounter.writer.lineage import latest_run, rerun_steps, save_latest_run
 from keras_stepcounter.writer.event_records import (
     file_version_record,
     scalar_record,
@@ -25,9 +26,19 @@ from keras_stepcounter.writer.event_records import (
 # has a name; see `EventFileSink`. Tests set it to 0 to check every record.
 RECHECK_SECS = 1.0
 
+# How often (seconds, at least) a record saves the lineage index, in a local
+# and in a remote directory: a save costs about 0.3 ms locally (a temporary
+# file renamed), tens of ms to an object store; a record, microseconds. It is
+# saved at once at `begin_run`, `reached` and `close`. Tests set them to 0.
+INDEX_SECS = 10.0
+REMOTE_INDEX_SECS = 300.0
+
 # Event file names: TF's pattern (events.out.tfevents.<secs>.<host>.<pid>.
 # <n><suffix>) with a suffix of our own, so no name can clash with a file
-# that a tf.summary writer of this process opens in the same second.
+# that a tf.summary writer of this process opens in the same second. The
+# number is zero-padded: a file opened after a failed write sorts after the
+# one it replaces (TensorBoard and the report read files in name order, and
+# TensorBoard never goes back to a name that sorts earlier).
 FILE_SUFFIX = ".stepcounter.v2"
 _file_numbers = itertools.count()
 
@@ -64,8 +75,26 @@ class EventFileSink:
     which). Remote paths (`gs://...`) are not checked.
 
     Failures (disk full, directory gone) never escape: `write` returns
-    False, one `RuntimeWarning` per outage, and writing resumes when it
-    works again.
+    False, one `RuntimeWarning` per outage (each outage's text differs, so
+    Python's warning filter shows every one). A failed write may have left
+    a torn record at the end of the file, which no reader gets past; so the
+    file is closed, never written again (truncating it is not possible on
+    remote filesystems and would race live readers), and the next record
+    opens a new event file: TensorBoard and the report read every record
+    written once space is back. An attempt that fails while opening a new
+    file removes that file, so an outage leaves no empty files behind.
+    "writing records resumed" is logged with the new file's name.
+
+    The lineage index (`writer/lineage.py`): `begin_run(start_step)` at the
+    start of each run says how many steps it computes again, measured
+    against the latest run that wrote to `output_dir`, and makes this run
+    the latest; `reached(step)` (epoch ends, a run's end) and every record
+    (its step) move this run's last step on. The index is saved at
+    `begin_run`, `reached` and `close`, and by a record at most once per
+    `INDEX_SECS` (10 s; `REMOTE_INDEX_SECS`, 300 s, for a remote path), so a
+    record costs no more than before. After a kill, the last step saved is
+    a lower bound: short by the steps of the last 10 s (300 s remote) before
+    the last record, plus those since it (fewer than `every_n_steps`).
 
     Given `dashboard`, each file it opens (a reopened one too) starts with
     the Custom Scalars layout of those tags, at step 0, after the header.
@@ -97,7 +126,15 @@ class EventFileSink:
         self._file: Any = None  # A tf.io.TFRecordWriter while open.
         self._path: Optional[str] = None
         self._next_check = 0.0
-        self._failures = FailureReporter("event file writer")
+        self._failures = FailureReporter(
+            "event file writer", "the next records go to a new event file once this works"
+        )
+        # This run in the lineage index: (start step, last step read), and
+        # when a record saves it next; None before `begin_run`.
+        self._run: Optional[Tuple[int, int]] = None
+        self._last_step = 0
+        self._index_secs = INDEX_SECS if self._local else REMOTE_INDEX_SECS
+        self._next_index_save = 0.0
 
     @property
     def path(self) -> Optional[str]:
@@ -119,8 +156,34 @@ class EventFileSink:
         except Exception as error:  # Training must go on.
             self._failures.failed("open", error)
 
+    def begin_run(self, start_step: int) -> Optional[int]:
+        """A run starts at `start_step`: returns the steps it computes again
+        (None: none), and makes it the latest run in `output_dir`'s index.
+
+        Steps are computed again when `start_step` is above 0 and below the
+        last step read by the latest run in the index (this sink's previous
+        run, saved first, or another counter's or process's, read from the
+        index: one small file). A start at 0 is a new run. Never raises.
+        """
+        if self._run is not None:
+            saved = self._save_index()
+            latest = latest_run(self._output_dir) if saved else self._run
+        else:
+            latest = latest_run(self._output_dir)
+        self._run, self._last_step = (start_step, start_step), start_step
+        self._save_index()
+        _open_sinks.add(self)  # Its last step is saved at exit, file or not.
+        return rerun_steps(start_step, None if latest is None else latest[1])
+
+    def reached(self, step: int) -> None:
+        """The run read `step` (an epoch's end, the run's end): saved in the
+        index at once. Never raises."""
+        self._last_step = step
+        self._save_index()
+
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes one record per scalar at `step` and flushes; True if written."""
+        self._last_step = step  # Read, whether written or not.
         try:
             file = self._file_for_record()
             wall_time = time.time()
@@ -128,9 +191,10 @@ class EventFileSink:
                 file.write(scalar_record(wall_time, step, tag, value))
             file.flush()
         except Exception as error:  # Training must go on.
-            self._failures.failed("write", error)
+            self._lost("write", error)
             return False
-        self._failures.succeeded()
+        if self._failures.failing:
+            self._failures.succeeded(self._path or "")
         return True
 
     def write_text(self, step: int, tag: str, markdown: str) -> bool:
@@ -143,9 +207,10 @@ class EventFileSink:
             file.write(summary_record(time.time(), step, text_summary(tag, markdown)))
             file.flush()
         except Exception as error:  # Training must go on.
-            self._failures.failed("write", error)
+            self._lost("write", error)
             return False
-        self._failures.succeeded()
+        if self._failures.failing:
+            self._failures.succeeded(self._path or "")
         return True
 
     def flush(self) -> None:
@@ -154,10 +219,13 @@ class EventFileSink:
         try:
             self._file.flush()
         except Exception as error:
-            self._failures.failed("flush", error)
+            self._lost("flush", error)
 
     def close(self) -> None:
-        """Flushes and closes the file; a later `open` or `write` opens a new one."""
+        """Saves the index, flushes and closes the file; a later `open` or
+        `write` opens a new one."""
+        if self._run is not None:
+            self._save_index()
         file, self._file, self._path = self._file, None, None
         _open_sinks.discard(self)
         if file is None:
@@ -179,6 +247,8 @@ class EventFileSink:
             if now < self._next_check:
                 return self._file
             self._next_check = now + self._recheck_secs
+            if self._run is not None and now >= self._next_index_save:
+                self._save_index()
             if self._still_named():
                 return self._file
             self.close()  # Its name is gone; only the handle is freed.
@@ -189,30 +259,66 @@ class EventFileSink:
         self._open_file()
         return self._file
 
+    def _lost(self, action: str, error: Exception) -> None:
+        """A write failed: warn (once per outage), and leave the file, which
+        may end in a torn record, for a new one at the next record."""
+        self._failures.failed(action, error)
+        file, self._file, self._path = self._file, None, None
+        if file is not None:
+            try:
+                file.close()  # Frees the handle; may fail again: the same outage.
+            except Exception:
+                pass
+
+    def _save_index(self) -> bool:
+        """Saves this run, with its last step read, as the latest in the index."""
+        if self._run is None:
+            return False
+        self._run = (self._run[0], self._last_step)
+        self._next_index_save = self._clock() + self._index_secs
+        return save_latest_run(self._output_dir, *self._run)
+
     def _still_named(self) -> bool:
         return not self._local or os.path.exists(self._path or "")
 
     def _open_file(self) -> None:
         path = os.path.join(self._output_dir, _file_name())
         file = tf.io.TFRecordWriter(path)
-        file.write(file_version_record(time.time()))
-        if self._layout is not None:
-            file.write(summary_record(time.time(), 0, self._layout))
-        file.flush()
+        try:
+            file.write(file_version_record(time.time()))
+            if self._layout is not None:
+                file.write(summary_record(time.time(), 0, self._layout))
+            file.flush()
+        except Exception:
+            _discard(file, path)  # Disk still full: leave no torn header.
+            raise
         self._file, self._path = file, path
         self._next_check = self._clock() + self._recheck_secs
         _open_sinks.add(self)
 
 
+def _discard(file: Any, path: str) -> None:
+    """Closes and removes an event file that holds no record of ours."""
+    try:
+        file.close()
+    except Exception:
+        pass
+    try:
+        tf.io.gfile.remove(path)
+    except Exception:
+        pass
+
+
 def _file_name() -> str:
     return (
         f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}."
-        f"{os.getpid()}.{next(_file_numbers)}{FILE_SUFFIX}"
+        f"{os.getpid()}.{next(_file_numbers):06d}{FILE_SUFFIX}"
     )
 
 
-# Sinks with a file open, closed at interpreter exit; weak, so that an
-# unreachable sink is not kept alive for this (its file closes with it).
+# Sinks with a file open or a run begun, closed at interpreter exit (which
+# saves the run's last step); weak, so that an unreachable sink is not kept
+# alive for this (its file closes with it).
 _open_sinks: "weakref.WeakSet[EventFileSink]" = weakref.WeakSet()
 
 
@@ -221,22 +327,3 @@ def _close_open_sinks() -> None:
     for sink in list(_open_sinks):
         sink.close()
 
-
-def highest_own_step(output_dir: str) -> Optional[int]:
-    """The highest step recorded in `output_dir` by counters' own event files.
-
-    Only files named as `EventFileSink` names them are read: another tool's
-    event files in the same directory (Keras's `TensorBoard` callback, a
-    user's `tf.summary` writer) are never opened, however large. Reading
-    never raises (a damaged file gives what could be read).
-    """
-    from keras_stepcounter.tools.events import event_files, read_event_file
-
-    highest: Optional[int] = None
-    for path in event_files(output_dir):
-        if not path.endswith(FILE_SUFFIX):
-            continue
-        for _, record in read_event_file(path).scalars:
-            if highest is None or record.step > highest:
-                highest = record.step
-    return highest

@@ -21,7 +21,7 @@ from typing import Dict, Tuple
 
 from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
 
-from keras_stepcounter.summary_protos import SCALAR_METADATA
+from keras_stepcounter.summary_protos import scalar_metadata
 
 FILE_VERSION = "brain.Event:2"
 WRITER_NAME = "keras_stepcounter"
@@ -61,7 +61,7 @@ def scalar_record(wall_time: float, step: int, tag: str, value: float) -> bytes:
 
 def _summary_parts(tag: str) -> Tuple[bytes, bytes]:
     """The `summary` field (5) of a scalar event for `tag`, split at the value."""
-    metadata = summary_pb2.SummaryMetadata.FromString(SCALAR_METADATA)
+    metadata = summary_pb2.SummaryMetadata.FromString(scalar_metadata(tag))
     event = event_pb2.Event()
     value = event.summary.value.add(tag=tag, metadata=metadata)
     value.tensor.dtype = types_pb2.DT_FLOAT

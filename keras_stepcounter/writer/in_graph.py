@@ -39,7 +39,7 @@ def write_scalars_in_graph(
     The writes happen whatever recording condition the caller set
     (`tf.summary.record_if(False)`, or `record_if(step % 10 == 0)`): a
     record the counter takes always reaches the file. With `writer` None,
-    the default writer active at trace time is used. Unlike `ScalarWriter`,
+    the default writer active at trace time is used. Unlike the sinks of `make_sink`,
     nothing can catch a failure inside a graph.
     """
 

@@ -1,23 +1,25 @@
-"""`ScalarWriter`, the sink of `StepCounter`, and its `tf.summary` path.
+"""`make_sink`, which picks the sink of `StepCounter`, and its `tf.summary` sink.
 
 Every sink has the same methods: `open()` (idempotent and cheap when
 open), `write(step, scalars) -> bool` (flushed before it returns; False
 when the record was lost, which warned), `write_text(step, tag, markdown)
--> bool` (the same, for a Markdown text), `flush()` and `close()`.
+-> bool` (the same, for a Markdown text), `flush()`, `close()`, and for
+re-run steps `begin_run(start_step) -> Optional[int]` and `reached(step)`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 import tensorflow as tf
 
 from keras_stepcounter.dashboard import DashboardTags, dashboard_summary
-from keras_stepcounter.summary_protos import SCALAR_METADATA, text_summary
+from keras_stepcounter.summary_protos import scalar_metadata, text_summary
 from keras_stepcounter.writer._failures import FailureReporter
 from keras_stepcounter.writer.checks import opens_own_writer
 from keras_stepcounter.writer.event_file import EventFileSink
+from keras_stepcounter.writer.lineage import rerun_steps
 
 T = TypeVar("T")
 
@@ -50,6 +52,9 @@ class SummarySink:
     which TF would cache as a constant each (memory growing per record).
     The layout is written once per sink: at the first `open` that finds
     a writer (the caller's, or a default one active then).
+
+    Re-run steps (`begin_run`) are measured against this sink's previous
+    run only: a writer's directory has no lineage index of the counter's.
     """
 
     def __init__(
@@ -61,6 +66,19 @@ class SummarySink:
         self._dashboard = dashboard
         self._layout_due = dashboard is not None
         self._failures = FailureReporter("summary writer")
+        self._run: Optional[Tuple[int, int]] = None  # (start, last step read)
+        self._last_step = 0
+
+    def begin_run(self, start_step: int) -> Optional[int]:
+        """A run starts at `start_step`: the steps it computes again after
+        this sink's previous run (None: none). Never raises."""
+        last = None if self._run is None else self._last_step
+        self._run, self._last_step = (start_step, start_step), start_step
+        return rerun_steps(start_step, last)
+
+    def reached(self, step: int) -> None:
+        """The run read `step` (an epoch's end, the run's end)."""
+        self._last_step = step
 
     def open(self) -> None:
         """Writes the layout, unless it was written (nothing else to open:
@@ -74,6 +92,7 @@ class SummarySink:
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes and flushes `scalars` at `step`; True if no error came."""
+        self._last_step = step
         return self._written(lambda: self._write_all(step, scalars))
 
     def write_text(self, step: int, tag: str, markdown: str) -> bool:
@@ -100,7 +119,7 @@ class SummarySink:
                     tag,
                     np.asarray(value, np.float32),
                     step=step_value,
-                    metadata=SCALAR_METADATA,
+                    metadata=scalar_metadata(tag),
                 )
 
     def flush(self) -> None:
@@ -142,8 +161,12 @@ def _write_raw(step: int, serialized_summary: bytes) -> bool:
         )
 
 
-class ScalarWriter:
-    """The sink `StepCounter` writes its records to.
+def make_sink(
+    output_dir: Optional[str] = None,
+    summary_writer: Optional[tf.summary.SummaryWriter] = None,
+    dashboard: Optional[DashboardTags] = None,
+) -> Union[EventFileSink, SummarySink]:
+    """The sink `StepCounter` writes its records to, chosen once.
 
     Args:
         output_dir: Directory for an event file of its own, written
@@ -155,46 +178,20 @@ class ScalarWriter:
             `tf.summary`. None writes no layout.
 
     With neither, records go through `tf.summary` to the default writer
-    active when they are taken, or nowhere if there is none; the log line
-    is written either way. A given `summary_writer` wins over
-    `output_dir`.
+    active when they are taken, or nowhere if there is none. A given
+    `summary_writer` wins over `output_dir`.
+
+    Example:
+
+    ```python
+    sink = make_sink(output_dir=tmp)
+    sink.open()
+    rerun = sink.begin_run(0)  # None: a run from step 0 is a new run
+    sink.write(100, {"global_step/sec": 12.5})
+    sink.close()
+    ```
     """
+    if opens_own_writer(output_dir, summary_writer):
+        return EventFileSink(output_dir, dashboard=dashboard)
+    return SummarySink(summary_writer, dashboard)
 
-    def __init__(
-        self,
-        output_dir: Optional[str] = None,
-        summary_writer: Optional[tf.summary.SummaryWriter] = None,
-        dashboard: Optional[DashboardTags] = None,
-    ) -> None:
-        self.sink: Union[EventFileSink, SummarySink] = (
-            EventFileSink(output_dir, dashboard=dashboard)
-            if opens_own_writer(output_dir, summary_writer)
-            else SummarySink(summary_writer, dashboard)
-        )
-
-    def open(self) -> None:
-        """Opens the event file, if there is one and it is not open (and
-        writes the layout where it is due)."""
-        self.sink.open()
-
-    def write(self, step: int, scalars: Dict[str, float]) -> bool:
-        """Writes and flushes `scalars` at `step`; True if they were written."""
-        return self.sink.write(step, scalars)
-
-    def write_text(self, step: int, tag: str, markdown: str) -> bool:
-        """Writes and flushes `markdown` under `tag` at `step` (TensorBoard's
-        Text tab); True if it was written."""
-        return self.sink.write_text(step, tag, markdown)
-
-    def begin_run(self, start_step: int) -> Optional[int]:
-        return None  # Stand-in until the lineage index lands.
-
-    def reached(self, step: int) -> None:
-        pass
-
-    def flush(self) -> None:
-        self.sink.flush()
-
-    def close(self) -> None:
-        """Flushes, and closes the event file if this object opened one."""
-        self.sink.close()

@@ -18,7 +18,7 @@ class V1ScalarWriter:
     process-wide writer for `output_dir` from
     `tf.compat.v1.summary.FileWriterCache` (shared with other v1 hooks
     writing there, so also never closed here). Unlike v1, the hook flushes
-    after each record (`flush`); like `ScalarWriter`, a failure never
+    after each record (`flush`); like the sinks of `make_sink`, a failure never
     escapes: the first is a `RuntimeWarning`, and writing resumes when it
     works again.
 

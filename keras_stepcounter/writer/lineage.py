@@ -1,0 +1,123 @@
+"""The lineage index: the latest run that wrote to an `output_dir`.
+
+One small file beside the event files, `stepcounter.lineage.json`, holds
+the latest run of a counter in that directory: the step it started at and
+the last step it read. A run that starts above step 0 and below that last
+step is a restore from an older checkpoint; the difference is the steps
+computed again (`goodput/rerun_steps`). Reading it is one small file,
+whatever the directory's history: no event file is opened, so another
+experiment's records in the same directory, or a 20 MB event file of
+another tool, cost nothing.
+
+Written as a temporary file renamed over the index, so a reader sees the
+old index or the new one, never half of one: with `os` for a local
+directory, with `tf.io.gfile` for a remote one (`gs://`, where a rename
+copies the object whole; `ram://`, whose files opened for writing are not
+emptied first). Nothing here raises: an index that cannot be read is no
+index, one that cannot be written is tried again at the next save.
+
+Example:
+
+```python
+save_latest_run(tmp, start_step=0, last_step=50)  # experiment A, yesterday
+assert latest_run(tmp) == (0, 50)
+assert rerun_steps(8, last_step=10) == 2  # B read step 10, restored at 8
+assert rerun_steps(0, last_step=50) is None  # a start at 0 is a new run
+```
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+INDEX_NAME = "stepcounter.lineage.json"
+FORMAT = "keras_stepcounter lineage 1"
+_temp_numbers = itertools.count()
+
+
+def rerun_steps(start_step: int, last_step: Optional[int]) -> Optional[int]:
+    """Steps computed again by a run starting at `start_step` after a run
+    that read `last_step`; None when nothing is redone (a start at 0 is a
+    new run, a start at or above `last_step` redoes nothing)."""
+    if start_step <= 0 or last_step is None or last_step <= start_step:
+        return None
+    return last_step - start_step
+
+
+def latest_run(output_dir: str) -> Optional[Tuple[int, int]]:
+    """`(start_step, last_step)` of the latest run in `output_dir`'s index,
+    or None (no index, or one that cannot be read). Never raises."""
+    try:
+        text = _read(_index_path(output_dir), local=_is_local(output_dir))
+        run = json.loads(text)
+        start, last = run["start_step"], run["last_step"]
+        if run.get("format") == FORMAT and _is_int(start) and _is_int(last):
+            return start, last
+    except Exception:  # Missing, damaged, unreadable: no index.
+        pass
+    return None
+
+
+def save_latest_run(output_dir: str, start_step: int, last_step: int) -> bool:
+    """Makes the run `(start_step, last_step)` the latest in `output_dir`'s
+    index; True if saved. Never raises."""
+    text = json.dumps({"format": FORMAT, "start_step": start_step, "last_step": last_step})
+    path = _index_path(output_dir)
+    # Named per process and call: two counters (or processes) saving at
+    # once never share a temporary file.
+    temp = f"{path}.{os.getpid()}.{next(_temp_numbers)}.tmp"
+    try:
+        if _is_local(output_dir):
+            _replace_local(temp, path, text)
+        else:
+            _replace_remote(temp, path, text)
+    except Exception:  # Disk full, directory gone: saved at the next chance.
+        return False
+    return True
+
+
+def _replace_local(temp: str, path: str, text: str) -> None:
+    try:
+        with open(temp, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def _replace_remote(temp: str, path: str, text: str) -> None:
+    try:
+        with tf.io.gfile.GFile(temp, "w") as file:
+            file.write(text)
+        tf.io.gfile.rename(temp, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(temp):
+            tf.io.gfile.remove(temp)
+        raise
+
+
+def _read(path: str, *, local: bool) -> str:
+    if local:
+        with open(path, encoding="utf-8") as file:
+            return file.read(4096)  # An index is under 100 bytes.
+    with tf.io.gfile.GFile(path, "r") as file:
+        return str(file.read(4096))
+
+
+def _index_path(output_dir: str) -> str:
+    return os.path.join(output_dir, INDEX_NAME)
+
+
+def _is_local(output_dir: str) -> bool:
+    return "://" not in output_dir
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
