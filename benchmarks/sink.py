@@ -15,12 +15,11 @@ scalar (`global_step/sec`) at increasing steps:
 * an `os.stat` of the event file: what checking for a removed directory at
   every record would add (the sink checks at most once a second);
 * `EventFileSink.write` in a run (`begin_run` called): the same record,
-  which also moves the run's last step on in the lineage index (saved by a
-  record at most once per `INDEX_SECS`, 10 s: a round is shorter, so this
-  is the per-record cost; the save's own cost is the next row);
+  which also moves the run's last step on in the local lineage index, in
+  place (`update_index`: one `pwrite`);
 * one save of the lineage index (`save_latest_run`: a temporary file
-  written and renamed over the index), paid at a run's start and end, at
-  epoch ends, and by a record at most once per 10 s.
+  written and renamed over the index), paid at a run's start and end (and,
+  for a remote directory, by a record at most once per 300 s).
 """
 
 from __future__ import annotations

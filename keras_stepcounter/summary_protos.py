@@ -14,7 +14,7 @@ from __future__ import annotations
 from tensorboard.compat.proto import summary_pb2, types_pb2
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.custom_scalar import metadata as custom_scalar_metadata
-from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.plugins.scalar import metadata as scalar_plugin
 from tensorboard.plugins.text import metadata as text_metadata
 
 from keras_stepcounter.core.tags import BASELINE_STEP_TAG
@@ -22,7 +22,7 @@ from keras_stepcounter.core.tags import BASELINE_STEP_TAG
 # What makes TensorBoard show a float32 tensor summary as a scalar: the
 # metadata `tf.summary.scalar` writes, serialized (`tf.summary.write`
 # takes it so).
-SCALAR_METADATA: bytes = scalar_metadata.create_summary_metadata(
+SCALAR_METADATA: bytes = scalar_plugin.create_summary_metadata(
     display_name=None, description=None
 ).SerializeToString()
 

@@ -79,8 +79,8 @@ def test_a_restore_in_a_new_process_reads_the_index_and_saves_at_exit(tmp_path):
         from keras_stepcounter.writer import EventFileSink
         sink = EventFileSink(sys.argv[1])
         print(sink.begin_run(100))
-        sink.write(150, {"global_step/sec": 1.0})  # Not saved yet (INDEX_SECS)...
-        """  # ...but at exit, with no close().
+        sink.write(150, {"global_step/sec": 1.0})  # Updated in place...
+        """  # ...and saved at exit, with no close().
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path)],
@@ -95,51 +95,69 @@ def test_a_restore_in_a_new_process_reads_the_index_and_saves_at_exit(tmp_path):
     assert index_of(tmp_path) == {"format": lineage.FORMAT, "start_step": 100, "last_step": 150}
 
 
-def test_after_a_kill_the_last_step_is_the_last_one_saved(tmp_path):
-    # Records save the index at most once per INDEX_SECS (10 s); reached()
-    # and close() save at once. A kill (no close) loses what came after
-    # the last save: the re-run steps are a lower bound.
-    clock = FakeClock()
-    killed = EventFileSink(str(tmp_path), recheck_secs=1.0, clock=clock)
-    assert killed.begin_run(0) is None  # Saved at t=0: (0, 0).
+def test_after_a_kill_the_last_step_is_the_last_record(tmp_path):
+    # Every record updates a local index in place; a kill (no close) loses
+    # only the steps since the last record: fewer than every_n_steps.
+    killed = EventFileSink(str(tmp_path))
+    assert killed.begin_run(0) is None  # Saved: (0, 0).
     for step in (100, 200, 300, 400):
-        clock.advance(4.0)
-        killed.write(step, {"global_step/sec": 1.0})  # t=4, 8, 12 (saves 300), 16.
-    assert index_of(tmp_path)["last_step"] == 300
+        killed.write(step, {"global_step/sec": 1.0})
+        assert index_of(tmp_path)["last_step"] == step
     del killed  # Killed: no reached(), no close().
     restored = EventFileSink(str(tmp_path))
-    # 50: a lower bound; the run read 400, so 150 steps are computed again.
-    assert restored.begin_run(250) == 50
+    assert restored.begin_run(250) == 150
     restored.close()
 
 
-def test_records_save_the_index_at_most_every_index_secs(tmp_path, monkeypatch):
+def test_a_records_update_is_in_place_and_a_save_replaces_the_file(tmp_path, monkeypatch):
     saves = []
     real_save = lineage.save_latest_run
     monkeypatch.setattr(
         event_file, "save_latest_run",
         lambda *args: saves.append(args[1:]) or real_save(*args),
     )
-    clock = FakeClock()
-    sink = EventFileSink(str(tmp_path), recheck_secs=1.0, clock=clock)
+    sink = EventFileSink(str(tmp_path))
     sink.begin_run(0)
-    for step in range(1, 31):  # A record a second for 30 s.
-        clock.advance(1.0)
+    index = tmp_path / lineage.INDEX_NAME
+    inode = os.stat(index).st_ino
+    for step in range(1, 31):
         sink.write(step, {"a": 1.0})
+    assert os.stat(index).st_ino == inode and len(index.read_bytes()) == lineage.INDEX_BYTES
     sink.reached(31)
     sink.close()
-    # begin_run, then the records at 10, 20 and 30 s, reached(), close().
-    assert saves == [(0, 0), (0, 10), (0, 20), (0, 30), (0, 31), (0, 31)]
+    # begin_run and close(): whole saves; the records and reached(), in place.
+    assert saves == [(0, 0), (0, 31)]
+    assert index_of(tmp_path)["last_step"] == 31
+
+
+def test_a_remote_index_is_saved_by_records_at_most_every_remote_index_secs(monkeypatch):
+    saves = []
+    real_save = lineage.save_latest_run
+    monkeypatch.setattr(
+        event_file, "save_latest_run",
+        lambda *args: saves.append(args[1:]) or real_save(*args),
+    )
+    directory = "ram://lineage_test/throttled"
+    tf.io.gfile.makedirs(directory)
+    clock = FakeClock()
+    sink = EventFileSink(directory, recheck_secs=1.0, clock=clock)
+    sink.begin_run(0)
+    for step in range(1, 31):  # A record every 20 s for 600 s.
+        clock.advance(20.0)
+        sink.write(step, {"a": 1.0})
+    sink.close()
+    # begin_run; the records at 300 and 600 s (steps 15 and 30); close().
+    assert saves == [(0, 0), (0, 15), (0, 30), (0, 30)]
 
 
 def test_a_run_that_raised_is_saved_before_the_next_begins(tmp_path):
-    # A fit that raised skips its end (no reached()); the next run's start
-    # saves what it read before reading the index.
+    # A fit that raised skips its end (no reached()); its records moved the
+    # index on, and the next run's start measures against them.
     sink = EventFileSink(str(tmp_path))
     sink.begin_run(0)
     sink.write(10, {"a": 1.0})
-    sink.write(20, {"a": 1.0})  # Not saved yet (INDEX_SECS).
-    assert index_of(tmp_path)["last_step"] == 0
+    sink.write(20, {"a": 1.0})
+    assert index_of(tmp_path)["last_step"] == 20
     assert sink.begin_run(15) == 5
     sink.close()
 

@@ -15,7 +15,13 @@ import tensorflow as tf
 from keras_stepcounter.dashboard import DashboardTags, dashboard_summary
 from keras_stepcounter.summary_protos import text_summary
 from keras_stepcounter.writer._failures import FailureReporter
-from keras_stepcounter.writer.lineage import latest_run, rerun_steps, save_latest_run
+from keras_stepcounter.writer.lineage import (
+    latest_run,
+    open_index,
+    rerun_steps,
+    save_latest_run,
+    update_index,
+)
 from keras_stepcounter.writer.event_records import (
     file_version_record,
     scalar_record,
@@ -26,11 +32,10 @@ from keras_stepcounter.writer.event_records import (
 # has a name; see `EventFileSink`. Tests set it to 0 to check every record.
 RECHECK_SECS = 1.0
 
-# How often (seconds, at least) a record saves the lineage index, in a local
-# and in a remote directory: a save costs about 0.3 ms locally (a temporary
-# file renamed), tens of ms to an object store; a record, microseconds. It is
-# saved at once at `begin_run`, `reached` and `close`. Tests set them to 0.
-INDEX_SECS = 10.0
+# How often (seconds, at least) a record saves a remote directory's lineage
+# index: a save there is a whole upload (tens of ms); a record, microseconds.
+# A local index is updated in place by every record. It is saved at once at
+# `begin_run`, `reached` and `close`.
 REMOTE_INDEX_SECS = 300.0
 
 # Event file names: TF's pattern (events.out.tfevents.<secs>.<host>.<pid>.
@@ -90,11 +95,12 @@ class EventFileSink:
     against the latest run that wrote to `output_dir`, and makes this run
     the latest; `reached(step)` (epoch ends, a run's end) and every record
     (its step) move this run's last step on. The index is saved at
-    `begin_run`, `reached` and `close`, and by a record at most once per
-    `INDEX_SECS` (10 s; `REMOTE_INDEX_SECS`, 300 s, for a remote path), so a
-    record costs no more than before. After a kill, the last step saved is
-    a lower bound: short by the steps of the last 10 s (300 s remote) before
-    the last record, plus those since it (fewer than `every_n_steps`).
+    `begin_run`, `reached` and `close`; in a local directory every record
+    updates it in place (a few microseconds), so after a kill the last step
+    saved is short by fewer than `every_n_steps` (the steps since the last
+    record). A remote index is saved by a record at most once per
+    `REMOTE_INDEX_SECS` (300 s: an object store takes a whole upload), so
+    there it can also be short by the steps of those 300 s.
 
     Given `dashboard`, each file it opens (a reopened one too) starts with
     the Custom Scalars layout of those tags, at step 0, after the header.
@@ -133,7 +139,8 @@ class EventFileSink:
         # when a record saves it next; None before `begin_run`.
         self._run: Optional[Tuple[int, int]] = None
         self._last_step = 0
-        self._index_secs = INDEX_SECS if self._local else REMOTE_INDEX_SECS
+        self._index: Optional[int] = None  # A local index's descriptor.
+        self._index_secs = REMOTE_INDEX_SECS
         self._next_index_save = 0.0
 
     @property
@@ -171,7 +178,9 @@ class EventFileSink:
         else:
             latest = latest_run(self._output_dir)
         self._run, self._last_step = (start_step, start_step), start_step
-        self._save_index()
+        self._close_index()
+        if self._save_index():
+            self._index = open_index(self._output_dir)
         _open_sinks.add(self)  # Its last step is saved at exit, file or not.
         return rerun_steps(start_step, None if latest is None else latest[1])
 
@@ -179,7 +188,10 @@ class EventFileSink:
         """The run read `step` (an epoch's end, the run's end): saved in the
         index at once. Never raises."""
         self._last_step = step
-        self._save_index()
+        if self._index is not None and self._run is not None:
+            update_index(self._index, self._run[0], step)  # The file stays: no stale descriptor.
+        else:
+            self._save_index()
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes one record per scalar at `step` and flushes; True if written."""
@@ -193,6 +205,8 @@ class EventFileSink:
         except Exception as error:  # Training must go on.
             self._lost("write", error)
             return False
+        if self._index is not None and self._run is not None:
+            update_index(self._index, self._run[0], step)
         if self._failures.failing:
             self._failures.succeeded(self._path or "")
         return True
@@ -226,6 +240,7 @@ class EventFileSink:
         `write` opens a new one."""
         if self._run is not None:
             self._save_index()
+        self._close_index()
         file, self._file, self._path = self._file, None, None
         _open_sinks.discard(self)
         if file is None:
@@ -247,7 +262,7 @@ class EventFileSink:
             if now < self._next_check:
                 return self._file
             self._next_check = now + self._recheck_secs
-            if self._run is not None and now >= self._next_index_save:
+            if self._index is None and self._run is not None and now >= self._next_index_save:
                 self._save_index()
             if self._still_named():
                 return self._file
@@ -277,6 +292,14 @@ class EventFileSink:
         self._run = (self._run[0], self._last_step)
         self._next_index_save = self._clock() + self._index_secs
         return save_latest_run(self._output_dir, *self._run)
+
+    def _close_index(self) -> None:
+        index, self._index = self._index, None
+        if index is not None:
+            try:
+                os.close(index)
+            except OSError:
+                pass
 
     def _still_named(self) -> bool:
         return not self._local or os.path.exists(self._path or "")

@@ -13,7 +13,10 @@ Written as a temporary file renamed over the index, so a reader sees the
 old index or the new one, never half of one: with `os` for a local
 directory, with `tf.io.gfile` for a remote one (`gs://`, where a rename
 copies the object whole; `ram://`, whose files opened for writing are not
-emptied first). Nothing here raises: an index that cannot be read is no
+emptied first). Between saves, a run moves its last step on in place in a
+local index (`update_index`: one `pwrite` of a fixed-size text, a few
+microseconds, so every record can), where an object store would take a
+whole upload. Nothing here raises: an index that cannot be read is no
 index, one that cannot be written is tried again at the next save.
 
 Example:
@@ -37,6 +40,9 @@ import tensorflow as tf
 
 INDEX_NAME = "stepcounter.lineage.json"
 FORMAT = "keras_stepcounter lineage 1"
+# Every in-place update writes this many bytes from the start (the JSON
+# text, padded with spaces): a shorter text never leaves a longer one's tail.
+INDEX_BYTES = 128
 _temp_numbers = itertools.count()
 
 
@@ -66,7 +72,7 @@ def latest_run(output_dir: str) -> Optional[Tuple[int, int]]:
 def save_latest_run(output_dir: str, start_step: int, last_step: int) -> bool:
     """Makes the run `(start_step, last_step)` the latest in `output_dir`'s
     index; True if saved. Never raises."""
-    text = json.dumps({"format": FORMAT, "start_step": start_step, "last_step": last_step})
+    text = _index_text(start_step, last_step)
     path = _index_path(output_dir)
     # Named per process and call: two counters (or processes) saving at
     # once never share a temporary file.
@@ -79,6 +85,31 @@ def save_latest_run(output_dir: str, start_step: int, last_step: int) -> bool:
     except Exception:  # Disk full, directory gone: saved at the next chance.
         return False
     return True
+
+
+def open_index(output_dir: str) -> Optional[int]:
+    """A file descriptor of a local directory's index, for `update_index`;
+    None for a remote directory, or when it cannot be opened."""
+    if not _is_local(output_dir):
+        return None
+    try:
+        return os.open(_index_path(output_dir), os.O_WRONLY)
+    except OSError:
+        return None
+
+
+def update_index(descriptor: int, start_step: int, last_step: int) -> None:
+    """Moves the run in the index open as `descriptor` to `last_step`, in
+    place (one `pwrite`: a reader sees the old text or the new). Never raises."""
+    try:
+        os.pwrite(descriptor, _index_text(start_step, last_step).encode(), 0)
+    except OSError:  # Disk full: the next save or update tries again.
+        pass
+
+
+def _index_text(start_step: int, last_step: int) -> str:
+    text = json.dumps({"format": FORMAT, "start_step": start_step, "last_step": last_step})
+    return text.ljust(INDEX_BYTES)
 
 
 def _replace_local(temp: str, path: str, text: str) -> None:
