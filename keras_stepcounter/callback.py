@@ -65,7 +65,9 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
 
     Between triggers a batch costs a clock read and a compare: the device
     counter is read only on batches where a trigger can fire. Time between
-    epochs (validation, checkpoints) and between `fit` calls is not counted.
+    epochs (validation, checkpoints; unless `pause_between_epochs=False`),
+    between `fit` calls, and the counter's own work of writing a record
+    are not counted.
     List the counter first in `callbacks=`: the interval of an epoch's last
     record then ends when every callback's work on the last batch is done,
     and starts again before any of them works on the next epoch's first.
@@ -99,35 +101,50 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             epoch's last batch to the start of the next epoch's first
             batch, in every instrument (rate, step times, the ledger's
             `epoch_boundary`, the watchdog). Default True; False counts it
-            as steps in all of them.
+            as steps in all of them (a hang at an epoch end can then be a
+            stall), and the run's tail after its last batch too.
         epoch_logs: Add the epoch's mean rate to the epoch logs as
             `steps_per_sec` (progress bar, `History`, `CSVLogger` placed
             after this callback). Default True.
         step_source: Read the global step from this integer `tf.Variable`
             or callable instead of `model.optimizer.iterations`.
-        steps_per_call: Most global steps one batch callback can cover.
-            Default: the model's `steps_per_execution`, else 1.
+        steps_per_call: Most global steps one batch callback can cover:
+            when the step must be read, and a call's weight in
+            `step_time/*`. Default: the model's `steps_per_execution`
+            (batches per call), divided by the optimizer's
+            `gradient_accumulation_steps` and rounded up, else 1.
         step_time_stats: At each record, also write `step_time/p10`,
             `/p50`, `/p90`, `/p99` and `/max`: the time of each step of the
             interval, in seconds, from the batch-end clock reads (a call
-            covering k batches counts as k steps of 1/k its time).
+            covering k steps counts as k steps of 1/k its time; an epoch's
+            short last `steps_per_execution` call, as the batches it
+            covered).
         stall_secs: Seconds without a step end after which a watchdog
             thread logs one warning with the step training is at and the
             training thread's stack, or `"auto"` (ten times the typical
-            step time, at least 60 s). When steps resume, `stall_secs`
+            step time, at least 60 s). A stall is a gap between two step
+            ends of at least this, after the run's first step end, decided
+            by its length when it ends; when steps resume, `stall_secs`
             (the stall's length, from the last step end before it to the
-            first after it) is written at that step. Epoch boundaries are
-            not stalls. The watchdog ends with its fit, also when the fit
-            raised. In a job of several processes each process warns of
-            its own stalls, naming itself; only the writing process
-            writes `stall_secs`.
+            first after it) is written at that step. Pauses are not
+            stalls: epoch boundaries with `pause_between_epochs=True`,
+            `paused()` blocks. Writing a record is never a stall, however
+            slow (the watchdog still warns while a write hangs). The
+            watchdog runs from `on_train_begin` to `on_train_end`, or
+            until the `fit` call that began the run has left the training
+            thread (it raised). In a job of several processes each process
+            warns of its own stalls, naming itself; only the writing
+            process writes `stall_secs`.
         goodput: At the end of each `fit`, write where its time went:
             `goodput/total_secs`, `/startup_secs`, `/step_secs`,
             `/epoch_boundary_secs`, `/stall_secs`, `/recorder_secs`,
             `/other_secs` (they add up to the total) and `/fraction`
-            (`step_secs / total_secs`); and `goodput/rerun_steps` when a
-            fit starts above step 0 and below the highest step this
-            counter's own records in `output_dir` hold.
+            (`step_secs / total_secs`); a fit that raised gets its ledger
+            at the counter's next run or `close()`, ending at its last step
+            end. And `goodput/rerun_steps` when a fit starts above step 0
+            and below the last step read by the latest run that wrote to
+            `output_dir` (its lineage index, `stepcounter.lineage.json`;
+            after a kill short by fewer than `every_n_steps`).
 
     Example:
 

@@ -54,7 +54,10 @@ class CustomLoopMethods:
                 `model.optimizer.iterations`.
 
         Call `step_done()` after each training step (or each call of a
-        function running several steps) inside the block.
+        function running several steps) inside the block, from any frame
+        of the thread that entered it (a helper function, a generator).
+        The run, and its stall watchdog, last from entering the block to
+        leaving it; a block lives in one notebook cell.
         """
         if step_source is not None:
             reader = step_source_reader(step_source)
@@ -99,6 +102,8 @@ class CustomLoopMethods:
     def timed(self, name: str) -> ContextManager[None]:
         """A context manager timing a named block: `time_frac/<name>` at each
         record is the share of that record's interval spent inside it.
+        Timed in the run's training time: pauses and the counter's own work
+        inside the block are left out, as from the interval.
 
         Example:
 
@@ -120,6 +125,8 @@ class CustomLoopMethods:
     def step_done(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
         """One training step (or call of several) of a custom loop ended.
 
-        Costs what the hot path of `fit` costs. Call it inside `track()`.
+        Costs what the hot path of `fit` costs. Call it inside `track()`
+        (or a run begun with `on_train_begin`), on the thread that began
+        the run; `RuntimeError` outside a run.
         """
         self._recorder.batch_end(batch, logs)
