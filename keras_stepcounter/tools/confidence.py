@@ -43,6 +43,8 @@ from typing import Final, Optional
 
 import numpy as np
 
+from keras_stepcounter.tools.levels import best_three_levels
+
 CONFIDENCE: Final = 0.95
 # The normal quantile of CONFIDENCE, two-sided.
 _Z: Final = 1.959963984540054
@@ -50,6 +52,8 @@ _Z: Final = 1.959963984540054
 # keeps coverage at or above 95% in the simulation the guide quotes.
 PHI_MARGIN: Final = 1.0
 MAX_PHI: Final = 0.99
+# A CUSUM score above this: the run's time per step shifted level.
+SHIFT_SCORE: Final = 1.9
 # Fewer effective records than this in either run: no interval.
 MIN_EFFECTIVE: Final = 10.0
 
@@ -107,12 +111,46 @@ def run_spread(steps: np.ndarray, secs: np.ndarray) -> Optional[RunSpread]:
     if n == 0 or total_secs <= 0:
         return None
     throughput = float(steps.sum()) / total_secs
-    residuals = secs - steps / throughput
-    effective = effective_records(n, conservative_phi(residuals))
+    noise = noise_of(steps, secs)
+    effective = effective_records(n, conservative_phi(noise))
     if effective <= 1:
         return RunSpread(throughput, math.inf, effective, n)
-    variance = float(np.dot(residuals, residuals)) * n / (effective - 1)
+    variance = float(np.dot(noise, noise)) * n / (effective - 1)
     return RunSpread(throughput, variance / total_secs**2, effective, n)
+
+
+def noise_of(steps: np.ndarray, secs: np.ndarray) -> np.ndarray:
+    """Each record's seconds less what its steps would take at the run's
+    throughput; or, where the run's time per step shifted level for sure,
+    less what they would take at its stretch's time per step.
+
+    A run that slowed down halfway is not a noisy run: around one level its
+    records look strongly autocorrelated, which would hide what it lost.
+    "For sure": the shift's CUSUM score (`shift_score`) is above
+    `SHIFT_SCORE`, which a steady run exceeds about 4 times in 1000.
+    Otherwise the plain residuals: fitting levels to a steady run would take
+    its slow wander for shifts and narrow the interval.
+    """
+    plain = secs - steps * (secs.sum() / steps.sum())
+    per_step = secs / steps
+    around = best_three_levels(per_step)
+    if around is None or shift_score(per_step, around) <= SHIFT_SCORE:
+        return plain
+    return around * steps
+
+
+def shift_score(series: np.ndarray, around: np.ndarray) -> float:
+    """The largest excursion of the running sum of `series` from its mean,
+    in units of sqrt(n) long-run standard deviations of `around` (the
+    residuals around its levels). A steady series's score is the maximum of
+    a Brownian bridge's absolute value."""
+    n = len(series)
+    phi = conservative_phi(around - around.mean())
+    variance = float(np.dot(around, around)) / max(n - 3, 1) * (1 + phi) / (1 - phi)
+    if variance <= 0:
+        return 0.0
+    excursion = np.abs(np.cumsum(series - series.mean())).max()
+    return float(excursion) / math.sqrt(n * variance)
 
 
 def t_quantile(dof: float) -> float:

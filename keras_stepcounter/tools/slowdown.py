@@ -51,6 +51,7 @@ import numpy as np
 from keras_stepcounter.tools.compare import after_warm_up
 from keras_stepcounter.tools.confidence import conservative_phi
 from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.levels import best_three_levels
 from keras_stepcounter.tools.results import Slowdown
 from keras_stepcounter.tools.tags import is_rate_tag, tag_order
 from keras_stepcounter.tools.throughput import baseline_steps, measured_intervals
@@ -146,33 +147,6 @@ def noise_around(logs: np.ndarray, fitted: np.ndarray) -> np.ndarray:
     if levels is not None and np.dot(levels, levels) < np.dot(residuals, residuals):
         return levels
     return residuals
-
-
-def best_three_levels(logs: np.ndarray) -> Optional[np.ndarray]:
-    """The residuals of the best fit of three levels (two change points on
-    a grid of at most `_FULL_SEARCH` points); None under 3 records."""
-    n = len(logs)
-    if n < 3:
-        return None
-    sums = np.concatenate([np.zeros(1), np.cumsum(logs)])
-    points = np.unique(np.linspace(1, n - 1, min(n - 1, _FULL_SEARCH)).astype(np.int64))
-    first, second = np.meshgrid(points, points, indexing="ij")
-    keep = first < second
-    first, second = first[keep], second[keep]
-    if not len(first):
-        return None
-    explained = (
-        sums[first] ** 2 / first
-        + (sums[second] - sums[first]) ** 2 / (second - first)
-        + (sums[n] - sums[second]) ** 2 / (n - second)
-    )
-    best = int(np.argmax(explained))
-    k1, k2 = int(first[best]), int(second[best])
-    fitted = np.concatenate([
-        np.full(k1, logs[:k1].mean()), np.full(k2 - k1, logs[k1:k2].mean()),
-        np.full(n - k2, logs[k2:].mean()),
-    ])
-    return logs - fitted
 
 
 def drop_score(logs: np.ndarray, residuals: np.ndarray) -> float:
