@@ -257,7 +257,7 @@ def test_compare_runs_counts_every_record_and_skips_tags_the_baseline_lacks():
 
 
 def test_compare_with_no_record_left():
-    empty = compare.Window([], 0, 0.0)
+    empty = compare.compared_window({}, "global_step/sec", None)
     base = compare.compared_window(
         {"global_step/sec": records([1.0, 2.0])}, "global_step/sec", None
     )

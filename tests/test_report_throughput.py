@@ -57,7 +57,7 @@ def test_a_records_steps_start_at_the_later_of_its_baseline_and_the_record_befor
 
 
 def test_without_baseline_step_the_first_record_has_no_known_steps():
-    found = measured_intervals(records_at([(11, 5.0), (21, 5.0), (45, 4.0)]), None)
+    found = list(measured_intervals(records_at([(11, 5.0), (21, 5.0), (45, 4.0)]), None))
     assert [i.steps for i in found] == [None, 10, 24]
     assert found[0].secs is None
 

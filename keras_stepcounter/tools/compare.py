@@ -46,7 +46,7 @@ from keras_stepcounter.tools.results import Comparison
 from keras_stepcounter.tools.stats import median
 from keras_stepcounter.tools.tags import STALL_SECS_TAG, is_rate_tag, tag_order
 from keras_stepcounter.tools.throughput import (
-    Interval,
+    Intervals,
     baseline_steps,
     measured_intervals,
     steps_and_secs,
@@ -66,7 +66,7 @@ class Window:
     """One run's records of one tag after warm-up: those counted, and how
     many could not be."""
 
-    intervals: List[Interval]
+    intervals: Intervals
     left_out: int
     stall_secs: float
 
@@ -79,27 +79,25 @@ class Window:
         return float(self.arrays()[1].sum())
 
 
-def after_warm_up(
-    intervals: Sequence[Interval], from_step: Optional[int]
-) -> List[Interval]:
+def after_warm_up(intervals: Intervals, from_step: Optional[int]) -> Intervals:
     """The intervals starting at `from_step` or later; without it, all but
     the first (it holds the start-up)."""
     if from_step is None:
-        return list(intervals[1:])
-    return [i for i in intervals if i.from_step is not None and i.from_step >= from_step]
+        return intervals.select(slice(1, None))
+    with np.errstate(invalid="ignore"):
+        return intervals.select(intervals.starts >= from_step)  # NaN: unknown.
 
 
 def compared_window(
     scalars: Mapping[str, Sequence[ScalarRecord]], tag: str, from_step: Optional[int]
 ) -> Window:
     """The records of `tag` in one run's `scalars` that a comparison counts."""
-    intervals = measured_intervals(scalars.get(tag, []), baseline_steps(dict(scalars)))
+    intervals = measured_intervals(scalars.get(tag, []), baseline_steps(scalars))
     later = after_warm_up(intervals, from_step)
-    counted = [i for i in later if i.secs is not None]
+    counted = later.select(later.counted)
     stall_secs = 0.0
-    if counted:
-        first = min(i.from_step for i in counted if i.from_step is not None)
-        last = max(i.step for i in counted)
+    if len(counted):
+        first, last = float(np.min(counted.starts)), int(np.max(counted.steps_at))
         stall_secs = sum(
             r.value for r in scalars.get(STALL_SECS_TAG, [])
             if first < r.step <= last and math.isfinite(r.value)
@@ -142,8 +140,8 @@ def compare(
     steps, secs = found.arrays()
     base_steps, base_secs = base.arrays()
     estimate = throughput_ratio(steps, secs, base_steps, base_secs)
-    run_median = median([i.rate for i in found.intervals])
-    base_median = median([i.rate for i in base.intervals])
+    run_median = median(found.intervals.rates)
+    base_median = median(base.intervals.rates)
     steady = run_median / base_median if run_median and base_median else None
     return Comparison(
         run=run,

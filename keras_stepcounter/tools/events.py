@@ -55,6 +55,9 @@ _import_stub_without_remote_clients()
 
 from tensorboard.util import tensor_util  # noqa: E402
 
+# Records turned into Python objects at a time.
+_CHUNK = 1 << 16
+
 # TensorBoard's rule for an event file name (io_wrapper.IsSummaryEventsFile).
 EVENT_FILE_MARK = "tfevents"
 
@@ -144,6 +147,7 @@ def read_event_file(path: str) -> EventFileRead:
             read.events_read = index
             break
         scalars[index] = list(_scalars_of(event))
+    del buffer, data  # The file's bytes are no longer needed: free them first.
     read.scalars = _in_file_order(decoded, scalars, read.events_read)
     return read
 
@@ -159,15 +163,17 @@ def _in_file_order(
         index = index[order]
         keep = index < records
         order, index = order[keep], index[keep]
-        tags = np.concatenate(decoded.tag_ids)[order].tolist()
-        steps = np.concatenate(decoded.steps)[order].tolist()
-        values = np.concatenate(decoded.values)[order].tolist()
-        walls = np.concatenate(decoded.walls)[order].tolist()
+        columns = [np.concatenate(c)[order] for c in (
+            decoded.tag_ids, decoded.steps, decoded.values, decoded.walls)]
         names = decoded.tags
-        fast = [
-            (names[t], ScalarRecord(s, v, w))
-            for t, s, v, w in zip(tags, steps, values, walls)
-        ]
+        fast: List[Tuple[str, ScalarRecord]] = []
+        # A chunk at a time: Python numbers for all columns at once would
+        # hold four lists of a million objects beside the records.
+        for begin in range(0, len(order), _CHUNK):
+            part = [c[begin:begin + _CHUNK].tolist() for c in columns]
+            fast.extend(
+                (names[t], ScalarRecord(s, v, w)) for t, s, v, w in zip(*part)
+            )
         positions = index.tolist()
     else:
         fast, positions = [], []

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import array
 import struct
 from dataclasses import dataclass
 from typing import Final, Optional, Tuple
@@ -74,8 +75,9 @@ def _frame(data: bytes) -> Tuple[np.ndarray, np.ndarray, bool, bool]:
     inside a record; whether that record's header is among them."""
     unpack = struct.Struct("<Q").unpack_from
     size = len(data)
-    offsets = []
-    lengths = []
+    # Arrays, not lists: a million Python ints would cost 70 MB.
+    offsets = array.array("q")
+    lengths = array.array("Q")
     offset = 0
     cut = False
     while offset < size:
@@ -87,8 +89,8 @@ def _frame(data: bytes) -> Tuple[np.ndarray, np.ndarray, bool, bool]:
         lengths.append(length)
         offset += 16 + length
     headed = offset > size  # The last header is whole, its data is not.
-    return (np.asarray(offsets, dtype=np.int64),
-            np.asarray(lengths, dtype=np.uint64), cut or headed, headed)
+    return (np.frombuffer(offsets, dtype=np.int64).copy(),
+            np.frombuffer(lengths, dtype=np.uint64).copy(), cut or headed, headed)
 
 
 def _stored_crcs(buffer: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -47,6 +47,8 @@ import math
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
 
+import numpy as np
+
 from keras_stepcounter.tools import formatting, sections
 from keras_stepcounter.tools.compare import compare_runs
 from keras_stepcounter.tools.events import ScalarRecord
@@ -62,7 +64,7 @@ from keras_stepcounter.tools.results import (
 from keras_stepcounter.tools.runs import Run, logdir_problem, read_logdir
 from keras_stepcounter.tools.slowdown import find_slowdowns
 from keras_stepcounter.tools.throughput import (
-    Interval,
+    Intervals,
     baseline_steps,
     fallback_notice,
     measured_intervals,
@@ -147,12 +149,13 @@ def summarize_tag(
     )
 
 
-def low_records(intervals: Sequence[Interval], threshold: float) -> List[LowRecord]:
+def low_records(intervals: Intervals, threshold: float) -> List[LowRecord]:
     """The records below `threshold`, with the steps they cover."""
+    with np.errstate(invalid="ignore"):
+        low = intervals.select(intervals.rates < threshold)  # False for NaN.
     return [
         LowRecord(i.from_step if i.steps is not None else None, i.step, i.rate)
-        for i in intervals
-        if i.rate < threshold  # False for NaN; -inf is no rate.
+        for i in low
     ]
 
 
@@ -186,7 +189,8 @@ def input_share(run: Run) -> Optional[InputShare]:
         intervals = measured_intervals(
             run.scalars[rate_tags[0]], baseline_steps(run.scalars)
         )
-        secs = {i.step: i.secs for i in intervals if i.secs is not None}
+        counted = intervals.select(intervals.counted)
+        secs = dict(zip(counted.steps_at.tolist(), counted.secs.tolist()))
     weighted = [(r.value, secs[r.step]) for r in fracs if r.step in secs]
     if weighted:
         total = sum(w for _, w in weighted)

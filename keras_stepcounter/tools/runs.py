@@ -32,6 +32,7 @@ one-line notice naming the file; the rest is still read.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 from dataclasses import dataclass, field
@@ -215,14 +216,17 @@ class _Span:
 
 
 def _span(read: EventFileRead) -> Optional[_Span]:
-    ordered = [(tag, r) for tag, r in read.scalars if _counts_for_order(tag)]
-    if not ordered:
+    by_tag: Dict[str, List[ScalarRecord]] = {}
+    for tag, record in read.scalars:
+        if _counts_for_order(tag):
+            by_tag.setdefault(tag, []).append(record)
+    if not by_tag:
         return None
-    steps: Dict[str, Tuple[int, int]] = {}
-    for tag, record in ordered:
-        low, high = steps.get(tag, (record.step, record.step))
-        steps[tag] = (min(low, record.step), max(high, record.step))
-    times = [record.wall_time for _, record in ordered]
+    steps = {
+        tag: (min(r.step for r in records), max(r.step for r in records))
+        for tag, records in by_tag.items()
+    }
+    times = [r.wall_time for records in by_tag.values() for r in records]
     return _Span(min(times), max(times), steps)
 
 
@@ -283,12 +287,16 @@ def _in_time_order(
     Files written at the same time with different tags interleave as
     written; files written one after the other follow each other.
     """
+    if len(reads) == 1:  # Nothing to merge: the file's own order.
+        path = reads[0].path
+        return ((path, tag, record) for tag, record in reads[0].scalars)
     streams = [
         [(read.path, tag, record) for tag, record in read.scalars] for read in reads
     ]
     return heapq.merge(*streams, key=lambda item: item[2].wall_time)
 
 
+@functools.lru_cache(maxsize=4096)  # Asked once a record: a tag's answer is kept.
 def _counts_for_order(tag: str) -> bool:
     """Whether a tag's steps show the order of training.
 

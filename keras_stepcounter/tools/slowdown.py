@@ -74,7 +74,7 @@ def find_slowdowns(
     """The slowdown of each run and rate tag that has one, in run then tag order."""
     found = []
     for run, scalars in runs.items():
-        baselines = baseline_steps(dict(scalars))
+        baselines = baseline_steps(scalars)
         for tag in sorted((t for t in scalars if is_rate_tag(t)), key=tag_order):
             slowdown = find_slowdown(run, tag, scalars[tag], from_step, baselines)
             if slowdown is not None:
@@ -98,10 +98,11 @@ def find_slowdown(
         baselines: The run's `baseline_step` steps, if recorded.
     """
     intervals = after_warm_up(measured_intervals(records, baselines), from_step)
-    used = [i for i in intervals if math.isfinite(i.rate) and i.rate > 0]
+    rates = intervals.rates
+    used = intervals.steps_at[np.isfinite(rates) & (rates > 0)]
     if len(used) < MIN_RECORDS:
         return None
-    logs = clipped(np.log(np.asarray([i.rate for i in used], dtype=np.float64)))
+    logs = clipped(np.log(rates[np.isfinite(rates) & (rates > 0)]))
     ramp = best_ramp(logs)
     if ramp is None:
         return None
@@ -116,8 +117,8 @@ def find_slowdown(
     return Slowdown(
         run=run,
         tag=tag,
-        from_step=used[a].step,
-        step=used[b].step,
+        from_step=int(used[a]),
+        step=int(used[b]),
         rate_before=math.exp(before),
         rate_after=math.exp(after),
         ratio=ratio,

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Final, List, Optional, Sequence
+from typing import Final, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,12 +28,14 @@ PERCENTILE_METHOD: Final = "linear"
 # A rate record below this fraction of its run's median is a low record.
 LOW_FRACTION: Final = 0.5
 
+Values = Union[Sequence[float], np.ndarray]
+
 
 def finite(values: Sequence[float]) -> List[float]:
     return [v for v in values if math.isfinite(v)]
 
 
-def percentiles(values: Sequence[float], qs: Sequence[float]) -> List[Optional[float]]:
+def percentiles(values: Values, qs: Sequence[float]) -> List[Optional[float]]:
     """The `qs` percentiles of the finite `values`; Nones if there are none."""
     array = np.asarray(values, dtype=np.float64)
     kept = array[np.isfinite(array)]
@@ -43,7 +45,7 @@ def percentiles(values: Sequence[float], qs: Sequence[float]) -> List[Optional[f
     return [float(v) for v in found]
 
 
-def median(values: Sequence[float]) -> Optional[float]:
+def median(values: Values) -> Optional[float]:
     return percentiles(values, [50])[0]
 
 

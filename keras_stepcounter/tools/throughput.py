@@ -24,10 +24,9 @@ Example:
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -61,9 +60,53 @@ class Interval:
         return steps / self.rate
 
 
+@dataclass(frozen=True)
+class Intervals:
+    """One tag's records as columns: where each interval starts (NaN where
+    not known), the record's step and its rate. Iterating gives `Interval`s.
+    """
+
+    starts: np.ndarray
+    steps_at: np.ndarray
+    rates: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rates)
+
+    def __iter__(self) -> Iterator[Interval]:
+        for start, step, rate in zip(
+            self.starts.tolist(), self.steps_at.tolist(), self.rates.tolist()
+        ):
+            yield Interval(None if math.isnan(start) else int(start), step, rate)
+
+    def select(self, keep: Union[np.ndarray, slice]) -> "Intervals":
+        return Intervals(self.starts[keep], self.steps_at[keep], self.rates[keep])
+
+    @property
+    def covered(self) -> np.ndarray:
+        """Steps each covers; NaN where not known or not positive."""
+        with np.errstate(invalid="ignore"):
+            covered = self.steps_at - self.starts
+        return np.where(covered > 0, covered, np.nan)
+
+    @property
+    def secs(self) -> np.ndarray:
+        """Training seconds each took; NaN without steps or a finite
+        positive rate."""
+        usable = np.isfinite(self.rates) & (self.rates > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(usable, self.covered / np.where(usable, self.rates, 1.0),
+                            np.nan)
+
+    @property
+    def counted(self) -> np.ndarray:
+        """Whether each has both steps and seconds (counts in throughput)."""
+        return ~np.isnan(self.secs)
+
+
 def measured_intervals(
     records: Sequence[ScalarRecord], baselines: Optional[Sequence[int]]
-) -> List[Interval]:
+) -> Intervals:
     """Each record of one run's rate tag with where its interval starts.
 
     Args:
@@ -75,24 +118,22 @@ def measured_intervals(
 
         [i.steps for i in measured_intervals(records, [1])]
     """
-    ordered = sorted(baselines) if baselines is not None else None
-    intervals = []
-    previous: Optional[int] = None
-    for record in records:
-        start = previous
-        if ordered is not None:
-            found = bisect.bisect_left(ordered, record.step)
-            baseline = ordered[found - 1] if found else None
-            if baseline is not None and (start is None or baseline > start):
-                start = baseline
-            if previous is not None and previous >= record.step:
-                start = baseline  # The step went back: only a baseline tells.
-        intervals.append(Interval(start, record.step, record.value))
-        previous = record.step
-    return intervals
+    steps = np.fromiter((r.step for r in records), dtype=np.float64, count=len(records))
+    rates = np.fromiter((r.value for r in records), dtype=np.float64, count=len(records))
+    previous = np.concatenate([[np.nan], steps[:-1]])[:len(steps)]
+    if baselines is None:
+        starts = previous
+    else:
+        ordered = np.sort(np.asarray(baselines, dtype=np.float64))
+        found = np.searchsorted(ordered, steps, side="left")
+        base = np.where(found > 0, ordered[np.maximum(found - 1, 0)], np.nan)
+        with np.errstate(invalid="ignore"):
+            went_back = previous >= steps  # Only a baseline tells.
+        starts = np.where(went_back, base, np.fmax(previous, base))
+    return Intervals(starts, steps.astype(np.int64), rates)
 
 
-def baseline_steps(scalars: dict) -> Optional[List[int]]:
+def baseline_steps(scalars: Mapping[str, Sequence[ScalarRecord]]) -> Optional[List[int]]:
     """The run's `baseline_step` steps, or None where none is recorded."""
     records = scalars.get(BASELINE_STEP_TAG)
     if not records:
@@ -110,15 +151,14 @@ def fallback_notice(run: str) -> str:
     )
 
 
-def steps_and_secs(intervals: Sequence[Interval]) -> Tuple[np.ndarray, np.ndarray]:
+def steps_and_secs(intervals: Intervals) -> Tuple[np.ndarray, np.ndarray]:
     """The steps and seconds of the intervals that have both, as arrays."""
-    pairs = [(i.steps, i.secs) for i in intervals if i.secs is not None]
-    steps = np.asarray([p[0] for p in pairs], dtype=np.float64)
-    secs = np.asarray([p[1] for p in pairs], dtype=np.float64)
-    return steps, secs
+    secs = intervals.secs
+    counted = ~np.isnan(secs)
+    return intervals.covered[counted], secs[counted]
 
 
-def throughput(intervals: Sequence[Interval]) -> Optional[float]:
+def throughput(intervals: Intervals) -> Optional[float]:
     """Steps over training seconds of the intervals that have both; None if none."""
     steps, secs = steps_and_secs(intervals)
     total = float(secs.sum())
