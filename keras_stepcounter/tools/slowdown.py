@@ -63,6 +63,7 @@ MARGIN: Final = 0.05
 # exp(-2 x**2) = 0.002: a steady run's chance to score above it.
 THRESHOLD: Final = 1.76
 CLIP: Final = 5.0
+_WINDOW: Final = 5
 # Above this many records, a coarse grid of this many points comes first.
 _FULL_SEARCH: Final = 160
 
@@ -130,13 +131,22 @@ def find_slowdown(
 
 
 def clipped(logs: np.ndarray) -> np.ndarray:
-    """`logs` clipped to `CLIP` robust standard deviations (1.4826 MAD) of
-    their median."""
-    middle = float(np.median(logs))
-    spread = 1.4826 * float(np.median(np.abs(logs - middle)))
+    """`logs` with lone outliers pulled in: each value kept within `CLIP`
+    robust standard deviations (1.4826 MAD of the differences from it) of
+    the running median of `_WINDOW` records around it. A running median
+    keeps a step change where it is (a plain median of a run that spent
+    most of its time at one rate would clip the other rate away)."""
+    if len(logs) < _WINDOW:
+        return logs
+    half = _WINDOW // 2
+    padded = np.concatenate([np.full(half, logs[0]), logs, np.full(half, logs[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, _WINDOW)
+    local = np.median(windows, axis=1)
+    away = logs - local
+    spread = 1.4826 * float(np.median(np.abs(away)))
     if spread == 0:
         return logs
-    return np.clip(logs, middle - CLIP * spread, middle + CLIP * spread)
+    return np.clip(logs, local - CLIP * spread, local + CLIP * spread)
 
 
 def noise_around(logs: np.ndarray, fitted: np.ndarray) -> np.ndarray:
