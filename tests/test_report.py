@@ -244,6 +244,7 @@ def test_json_schema(fit_logdir, capsys):
                     str(fit_logdir / "fit"))],
             }
         },
+        "reruns": {},
         "step_time": {},
         "watchdog_stalls": {},
         "goodput": {},

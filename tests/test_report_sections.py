@@ -161,29 +161,57 @@ def test_sections_in_the_text_report(logdir):
     ]
 
 
-def test_restart_from_an_older_checkpoint(tmp_path, capsys):
+def test_restart_from_an_older_checkpoint_stays_one_run(tmp_path, capsys):
     first = [("global_step/sec", s, 5.0) for s in (100, 200, 300)]
     first += goodput(300, {"total_secs": 30.0, "step_secs": 24.0})
     write(tmp_path / "train", first)
-    # The job restarts from the checkpoint at step 100: steps 101-300 again.
+    # The job resumes from the checkpoint at step 100: steps 101-300 again.
     second = [("goodput/rerun_steps", 100, 200.0)]
     second += [("global_step/sec", s, 4.0) for s in (200, 300, 400)]
     second += goodput(400, {"total_secs": 40.0, "step_secs": 32.0})
     write(tmp_path / "train", second)
     data = report_json(capsys, tmp_path)
-    assert list(data["runs"]) == ["train#1", "train#2"]
-    assert data["goodput"]["train#1"]["rerun_steps"] == []
-    assert data["goodput"]["train#2"]["rerun_steps"] == [{"step": 100, "steps": 200}]
-    assert data["goodput"]["train#2"]["total"] == {
-        "total_secs": 40.0, "step_secs": 32.0, "fraction": 0.8
+    # One run, as TensorBoard draws it, with the steps run again marked.
+    assert list(data["runs"]) == ["train"]
+    assert data["reruns"] == {"train": [{"from_step": 100, "to_step": 300}]}
+    assert data["goodput"]["train"]["rerun_steps"] == [{"step": 100, "steps": 200}]
+    assert data["goodput"]["train"]["total"] == {
+        "total_secs": 70.0, "step_secs": 56.0, "fraction": 0.8
     }
-    assert data["runs"]["train#2"]["global_step/sec"]["median"] == 4.0
+    assert data["runs"]["train"]["global_step/sec"]["records"] == 6
+    assert data["notices"][-1].startswith("train: no baseline_step records")
     write(tmp_path / "rerun_only", [("goodput/rerun_steps", 5, 7.0)])
     lines = report.load_report(str(tmp_path)).table().splitlines()
     at = lines.index("  rerun_only:")  # Only re-run steps: no fit line.
     assert lines[at + 1] == "    re-run steps: 7 (recorded at step 5)"
-    assert "  train#2: 1 fit, ending at step 400 (40.0 s, fraction -)" in lines
+    assert "  train: 2 fits, ending at step 300 (30.0 s, fraction -), step 400 " \
+        "(40.0 s, fraction -)" in lines
     assert "    re-run steps: 200 (recorded at step 100)" in lines
+    assert lines[lines.index(
+        "Resumed from a checkpoint (one run, as TensorBoard draws it):") + 1] == (
+        "  train  went back to step 100 after step 300: steps 100-300 run again"
+    )
+
+
+def test_a_restore_above_the_first_baseline_is_a_resume_a_start_at_0_a_new_run(
+    tmp_path, capsys
+):
+    def fit(first_step, last_step):
+        return [("baseline_step", first_step, float(first_step))] + [
+            ("global_step/sec", s, 5.0)
+            for s in range(first_step + 100, last_step + 1, 100)
+        ]
+
+    write(tmp_path / "resumed", fit(1, 301))
+    write(tmp_path / "resumed", fit(101, 401))  # Restored at step 100.
+    write(tmp_path / "again", fit(1, 301))
+    write(tmp_path / "again", fit(1, 201))  # A new training from step 0.
+    data = report_json(capsys, tmp_path)
+    assert list(data["runs"]) == ["again#1", "again#2", "resumed"]
+    assert data["reruns"] == {"resumed": [{"from_step": 101, "to_step": 301}]}
+    # Throughput of the resumed run: each record from its own fit's baseline.
+    resumed = data["runs"]["resumed"]["global_step/sec"]
+    assert (resumed["records"], resumed["throughput"]) == (6, 5.0)
 
 
 def test_sections_only_and_non_finite_values(tmp_path, capsys):

@@ -73,6 +73,7 @@ def format_report(report: ReportData) -> str:
     lines += _low_record_lines(report.summaries)
     lines += _watchdog_lines(report.sections.recorded_stalls)
     lines += _input_lines(report.input_shares)
+    lines += _rerun_lines(report)
     lines += _non_finite_lines(report.summaries)
     lines += _step_time_lines(report.sections)
     lines += _goodput_lines(report.sections.ledgers)
@@ -265,6 +266,19 @@ def _watchdog_lines(stalls: Sequence[RecordedStall]) -> List[str]:
     return lines
 
 
+def _rerun_lines(report: ReportData) -> List[str]:
+    resumed = [run for run in report.sources.values() if run.reruns]
+    if not resumed:
+        return []
+    lines = ["", "Resumed from a checkpoint (one run, as TensorBoard draws it):"]
+    lines += [
+        f"  {run.name}  went back to step {r.from_step} after step {r.to_step}: "
+        f"steps {r.from_step}-{r.to_step} run again"
+        for run in resumed for r in run.reruns
+    ]
+    return lines
+
+
 def _input_lines(shares: Sequence[InputShare]) -> List[str]:
     if not shares:
         return []
@@ -359,7 +373,7 @@ def to_json_dict(report: ReportData) -> Dict[str, Any]:
     "runs": {run: {tag: {records, first_step, last_step, throughput, median,
     p10, p90, min, low_threshold, low_records: [{from_step, step, value}] or
     null, non_finite: [{step, value}]}}}, "sources": {run: {directory,
-    event_files}}, "step_time": {run: {records, first_step, last_step, p50,
+    event_files}}, "reruns": {run: [{from_step, to_step}]}, "step_time": {run: {records, first_step, last_step, p50,
     p90, p99, max, max_step}}, "watchdog_stalls": {run: [{step, secs}]},
     "goodput": {run: {fits: [{step, total_secs, <bucket>_secs..., fraction}],
     total: {...the same, summed}, rerun_steps: [{step, steps}]}},
@@ -395,6 +409,10 @@ def to_json_dict(report: ReportData) -> Dict[str, Any]:
             name: {"directory": run.directory,
                    "event_files": [os.path.basename(p) for p in run.files]}
             for name, run in report.sources.items()
+        },
+        "reruns": {
+            name: [asdict(r) for r in run.reruns]
+            for name, run in report.sources.items() if run.reruns
         },
         "step_time": {t.run: _without_run(asdict(t)) for t in found.step_times},
         "watchdog_stalls": _by_run(found.recorded_stalls),
