@@ -204,3 +204,15 @@ def test_an_input_bound_run_is_named(tmp_path, capsys):
         "80% of training time; a faster input pipeline (prefetch, more "
         "workers) speeds it up"
     ) in text.splitlines()
+
+
+def test_the_ledger_shows_input_wait_right_after_step_time(tmp_path):
+    ledger = {"total_secs": 10.0, "startup_secs": 1.0, "step_secs": 4.0,
+              "other_secs": 1.0, "input_secs": 4.0, "fraction": 0.4}
+    write(tmp_path / "fed", [(f"goodput/{k}", 50, v) for k, v in ledger.items()])
+    text = report.load_report(str(tmp_path)).table().splitlines()
+    at = text.index("    bucket   seconds   share")
+    assert [line.split()[0] for line in text[at + 1:at + 6]] == [
+        "startup", "step", "input", "other", "total"
+    ]
+    assert text[at + 3].split() == ["input", "4.00", "40.0%"]
