@@ -5,7 +5,6 @@ pure-Python reader on the same files.
 """
 
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
