@@ -33,6 +33,7 @@ from benchmarks import (  # noqa: E402
     graph_step_counter,
     hot_path,
     in_place,
+    report_speed,
     rerun_read,
     sink,
     step_read,
@@ -50,6 +51,7 @@ BENCHMARKS = {
     "v1_hook": v1_hook,
     "accuracy": accuracy,
     "rerun_read": rerun_read,
+    "report_speed": report_speed,
 }
 
 

@@ -1,4 +1,4 @@
-"""`python -m keras_stepcounter report`: summaries, stalls, JSON, plot, errors.
+"""`python -m keras_stepcounter report`: summaries, low records, JSON, plot, errors.
 
 Logs come from three writers: StepCounter in a tiny fit, v2 `tf.summary`
 inside a `tf.function` (GraphStepCounter's format: tensor-valued scalars),
@@ -17,8 +17,9 @@ import tensorflow as tf
 import keras_stepcounter
 from keras_stepcounter import __main__ as cli
 from keras_stepcounter.tools import report
-from keras_stepcounter.tools.events import event_files
-from keras_stepcounter.tools.report import Stall
+from keras_stepcounter.tools.events import event_files, read_scalars
+from keras_stepcounter.tools.report import LowRecord
+from keras_stepcounter.tools.throughput import fallback_notice
 from conftest import counter_on
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 STEPS = [11, 21, 31, 41, 51, 61, 71, 81, 91, 101]
 # Sorted: 2 3 8 8 8 8 8 8 10 12. Linear percentiles (position p/100 * 9):
 # p10 at 0.9 -> 2 + 0.9 * (3 - 2) = 2.9; median at 4.5 -> 8;
-# p90 at 8.1 -> 10 + 0.1 * (12 - 10) = 10.2. Stalls: below 8 / 2 = 4.
+# p90 at 8.1 -> 10 + 0.1 * (12 - 10) = 10.2. Low records: below 8 / 2 = 4.
 RATES = [8.0, 8.0, 2.0, 8.0, 10.0, 3.0, 8.0, 8.0, 8.0, 12.0]
 
 
@@ -99,13 +100,23 @@ def fit_logdir(keras, make_model, tiny_data, tmp_path, fake_clock):
     return tmp_path
 
 
+def fit_throughput(logdir):
+    """The fit's throughput and notices: 20 steps in 10 / 8 + 10 / 2 s
+    where the counter writes `baseline_step` (at step 1), else only the
+    second record's 10 steps in 10 / 2 s, with the fallback notice."""
+    if "baseline_step" in read_scalars(str(logdir / "fit")):
+        return 20 / (10 / 8 + 10 / 2), []
+    return 2.0, [fallback_notice("fit")]
+
+
 def _only(summaries, run, tag):
     [summary] = [s for s in summaries if s.run == run and s.tag == tag]
     return summary
 
 
-def test_stepcounter_fit_summary_and_stall(fit_logdir):
-    summaries = report.load_report(str(fit_logdir)).summaries
+def test_stepcounter_fit_summary_and_low_record(fit_logdir):
+    loaded = report.load_report(str(fit_logdir))
+    summaries = loaded.summaries
     assert [(s.run, s.tag) for s in summaries] == [("fit", "global_step/sec")]
     s = summaries[0]
     assert (s.records, s.first_step, s.last_step) == (2, 11, 21)
@@ -114,8 +125,11 @@ def test_stepcounter_fit_summary_and_stall(fit_logdir):
     assert s.p10 == pytest.approx(2.6)
     assert s.p90 == pytest.approx(7.4)
     assert s.min == 2.0
-    assert s.stall_threshold == 2.5
-    assert s.stalls == [Stall(from_step=11, step=21, value=2.0)]
+    assert s.low_threshold == 2.5
+    assert s.low_records == [LowRecord(from_step=11, step=21, value=2.0)]
+    throughput, notices = fit_throughput(fit_logdir)
+    assert s.throughput == pytest.approx(throughput)
+    assert loaded.notices == notices
 
 
 def test_v2_graph_format_summary(v2_logdir):
@@ -129,17 +143,23 @@ def test_v2_graph_format_summary(v2_logdir):
     assert s.p10 == pytest.approx(2.9)
     assert s.p90 == pytest.approx(10.2)
     assert s.min == 2.0
-    assert s.stalls == [Stall(21, 31, 2.0), Stall(51, 61, 3.0)]
+    assert s.low_records == [LowRecord(21, 31, 2.0), LowRecord(51, 61, 3.0)]
+    # No baseline_step: the first record is left out; 9 records of 10 steps.
+    seconds = sum(10 / rate for rate in RATES[1:])
+    assert s.throughput == pytest.approx(90 / seconds)
     examples = _only(summaries, "graph", "examples/sec")
     assert examples.median == 256.0
-    assert [x.step for x in examples.stalls] == [31, 61]
+    assert [x.step for x in examples.low_records] == [31, 61]
     first = _only(summaries, "graph", "time_to_first_step")
-    assert (first.records, first.median, first.stalls) == (1, 4.5, None)
+    assert (first.records, first.median, first.low_records) == (1, 4.5, None)
+    assert first.throughput is None
     mfu = _only(summaries, "graph", "mfu")
-    assert (mfu.records, mfu.median, mfu.min, mfu.stalls) == (2, 0.375, 0.25, None)
+    assert (mfu.records, mfu.median, mfu.min, mfu.low_records) == (
+        2, 0.375, 0.25, None
+    )
 
 
-def test_v1_filewriter_format_and_first_record_stall(tmp_path):
+def test_v1_filewriter_format_and_first_record_low(tmp_path):
     # The v1 hook's tag is the global step op's name + "/sec".
     write_v1(tmp_path / "hook", "bar/foo/sec", [5, 10, 15, 20], [1.0, 6.0, 6.0, 8.0])
     [s] = report.load_report(str(tmp_path)).summaries
@@ -150,7 +170,8 @@ def test_v1_filewriter_format_and_first_record_stall(tmp_path):
     assert s.p10 == pytest.approx(1.0 + 0.3 * 5.0)
     assert s.p90 == pytest.approx(6.0 + 0.7 * 2.0)
     # The first record's interval starts at an unrecorded baseline step.
-    assert s.stalls == [Stall(from_step=None, step=5, value=1.0)]
+    assert s.low_records == [LowRecord(from_step=None, step=5, value=1.0)]
+    assert s.throughput == pytest.approx(15 / (5 / 6 + 5 / 6 + 5 / 8))
 
 
 def test_runs_are_listed_by_name_and_logdir_itself_is_run_dot(tmp_path):
@@ -166,22 +187,26 @@ def test_text_table(fit_logdir, capsys):
     assert cli.main(["report", str(fit_logdir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
-        "run", "tag", "records", "steps", "median", "p10", "p90", "min", "stalls"
+        "run", "tag", "records", "steps", "throughput", "median", "p10", "p90",
+        "min", "low",
     ]
+    throughput, _ = fit_throughput(fit_logdir)
     assert lines[1].split() == [
-        "fit", "global_step/sec", "2", "11-21", "5", "2.6", "7.4", "2", "1"
+        "fit", "global_step/sec", "2", "11-21", f"{throughput:.3g}", "5", "2.6",
+        "7.4", "2", "1",
     ]
     assert lines[2:] == [
         "",
-        "Stalls (records below 0.5 x the median):",
+        "Low records (below 0.5 x the run's median; slow intervals, counted in "
+        "the throughput; not stalls):",
         "  fit  global_step/sec  steps 11-21: 2 (median 5)",
     ]
 
 
-def test_text_table_of_extras_shows_no_stall_check(v2_logdir):
+def test_text_table_of_extras_shows_no_low_check(v2_logdir):
     rows = report.load_report(str(v2_logdir)).table().splitlines()
     assert rows[3].split() == [
-        "graph", "mfu", "2", "11-21", "0.375", "0.275", "0.475", "0.25", "-"
+        "graph", "mfu", "2", "11-21", "-", "0.375", "0.275", "0.475", "0.25", "-"
     ]
     assert "  graph  global_step/sec  steps 21-31: 2 (median 8)" in rows
     assert "  graph  examples/sec  steps 51-61: 96.0 (median 256.0)" in rows
@@ -190,22 +215,24 @@ def test_text_table_of_extras_shows_no_stall_check(v2_logdir):
 def test_json_schema(fit_logdir, capsys):
     assert cli.main(["report", str(fit_logdir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
+    throughput, notices = fit_throughput(fit_logdir)
     assert data == {
         "logdir": str(fit_logdir),
         "percentile_method": "linear",
-        "stall_fraction": 0.5,
+        "low_fraction": 0.5,
         "runs": {
             "fit": {
                 "global_step/sec": {
                     "records": 2,
                     "first_step": 11,
                     "last_step": 21,
+                    "throughput": pytest.approx(throughput),
                     "median": 5.0,
                     "p10": pytest.approx(2.6),
                     "p90": pytest.approx(7.4),
                     "min": 2.0,
-                    "stall_threshold": 2.5,
-                    "stalls": [{"from_step": 11, "step": 21, "value": 2.0}],
+                    "low_threshold": 2.5,
+                    "low_records": [{"from_step": 11, "step": 21, "value": 2.0}],
                     "non_finite": [],
                 }
             }
@@ -217,27 +244,29 @@ def test_json_schema(fit_logdir, capsys):
                     str(fit_logdir / "fit"))],
             }
         },
+        "reruns": {},
         "step_time": {},
         "watchdog_stalls": {},
         "goodput": {},
         "time_frac": {},
+        "input_share": {},
         "from_step": None,
         "comparison": None,
         "slowdowns": {},
-        "notices": [],
+        "notices": notices,
     }
     assert len(data["sources"]["fit"]["event_files"]) == 1
 
 
-def test_json_of_extras_has_null_stalls(v2_logdir, capsys):
+def test_json_of_extras_has_null_low_records(v2_logdir, capsys):
     assert cli.main(["report", str(v2_logdir), "--json"]) == 0
     tags = json.loads(capsys.readouterr().out)["runs"]["graph"]
     assert list(tags) == [
         "global_step/sec", "examples/sec", "mfu", "time_to_first_step"
     ]
-    assert tags["mfu"]["stalls"] is None
-    assert tags["mfu"]["stall_threshold"] is None
-    assert tags["global_step/sec"]["stalls"] == [
+    assert tags["mfu"]["low_records"] is None
+    assert tags["mfu"]["low_threshold"] is None
+    assert tags["global_step/sec"]["low_records"] == [
         {"from_step": 21, "step": 31, "value": 2.0},
         {"from_step": 51, "step": 61, "value": 3.0},
     ]

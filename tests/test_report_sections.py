@@ -31,6 +31,10 @@ P90 = [0.2, 0.2, 0.3, 0.2, 0.2, 0.2]
 P99 = [0.25, 0.25, 4.0, 0.25, 0.25, 0.25]
 MAX = [0.3, 0.3, 4.5, 0.3, 0.3, 0.3]
 INPUT = [0.1, 0.2, 0.3, 0.4, 0.2, 0.2]  # Median .2; p90 at 4.5: .3 + .5 * .1
+# Each record's training seconds: 9, 10, 10, 10, 9 and 10 steps at its rate.
+SECONDS = [0.9, 1.0, 5.0, 1.0, 0.9, 1.0]
+SECONDS_TOTAL = sum(SECONDS)
+INPUT_WEIGHTED = sum(f * s for f, s in zip(INPUT, SECONDS))
 
 
 def write(run_dir, records):
@@ -46,9 +50,12 @@ def goodput(step, ledger):
 
 
 def two_fits():
-    """A StepCounter's records over two fits, the second going on at step 41."""
-    records = [("time_to_first_step", 1, 2.0)]
+    """A StepCounter's records over two fits, the second going on at step 41
+    (each fit's rate takes its baseline at its first step end: 1 and 41)."""
+    records = [("time_to_first_step", 1, 2.0), ("baseline_step", 1, 1.0)]
     for i, step in enumerate(STEPS):
+        if step == 50:
+            records.append(("baseline_step", 41, 41.0))
         if step == 30:
             records.append(("stall_secs", 25, 4.25))
         records += [("global_step/sec", step, RATES[i]),
@@ -100,10 +107,18 @@ def test_sections_in_json(logdir, capsys):
     assert data["time_frac"] == {"fit": {"input": {
         "records": 6, "median": f32(0.2), "p90": f32(0.35)
     }}}
-    # The rate-based stall is still found, beside the watchdog's.
-    assert data["runs"]["fit"]["global_step/sec"]["stalls"] == [
+    # The low record is listed, beside the watchdog's stall.
+    assert data["runs"]["fit"]["global_step/sec"]["low_records"] == [
         {"from_step": 20, "step": 30, "value": 2.0}
     ]
+    # Steps 1-40 and 41-60 at the rates recorded: 9.8 s, and each input
+    # share weighted by its record's seconds.
+    assert data["runs"]["fit"]["global_step/sec"]["throughput"] == f32(
+        58 / SECONDS_TOTAL
+    )
+    assert data["input_share"] == {"fit": {
+        "share": f32(INPUT_WEIGHTED / SECONDS_TOTAL), "records": 6
+    }}
     assert data["notices"] == []
 
 
@@ -115,11 +130,15 @@ def test_sections_in_the_text_report(logdir):
     ]
     assert lines[3:] == [
         "",
-        "Stalls (records below 0.5 x the median):",
+        "Low records (below 0.5 x the run's median; slow intervals, counted in "
+        "the throughput; not stalls):",
         "  fit  global_step/sec  steps 20-30: 2 (median 10.0)",
         "",
         "Stalls seen by the watchdog (stall_secs):",
         "  fit  resumed at step 25 after 4.25 s without a step",
+        "",
+        "Input (time_frac/input, weighted by each record's training time):",
+        "  fit  26% of training time waiting for input",
         "",
         "Step time (seconds; p50/p90/p99: median over records; max: the largest):",
         "run  records  steps  p50  p90   p99  max  max at step",
@@ -142,29 +161,57 @@ def test_sections_in_the_text_report(logdir):
     ]
 
 
-def test_restart_from_an_older_checkpoint(tmp_path, capsys):
+def test_restart_from_an_older_checkpoint_stays_one_run(tmp_path, capsys):
     first = [("global_step/sec", s, 5.0) for s in (100, 200, 300)]
     first += goodput(300, {"total_secs": 30.0, "step_secs": 24.0})
     write(tmp_path / "train", first)
-    # The job restarts from the checkpoint at step 100: steps 101-300 again.
+    # The job resumes from the checkpoint at step 100: steps 101-300 again.
     second = [("goodput/rerun_steps", 100, 200.0)]
     second += [("global_step/sec", s, 4.0) for s in (200, 300, 400)]
     second += goodput(400, {"total_secs": 40.0, "step_secs": 32.0})
     write(tmp_path / "train", second)
     data = report_json(capsys, tmp_path)
-    assert list(data["runs"]) == ["train#1", "train#2"]
-    assert data["goodput"]["train#1"]["rerun_steps"] == []
-    assert data["goodput"]["train#2"]["rerun_steps"] == [{"step": 100, "steps": 200}]
-    assert data["goodput"]["train#2"]["total"] == {
-        "total_secs": 40.0, "step_secs": 32.0, "fraction": 0.8
+    # One run, as TensorBoard draws it, with the steps run again marked.
+    assert list(data["runs"]) == ["train"]
+    assert data["reruns"] == {"train": [{"from_step": 100, "to_step": 300}]}
+    assert data["goodput"]["train"]["rerun_steps"] == [{"step": 100, "steps": 200}]
+    assert data["goodput"]["train"]["total"] == {
+        "total_secs": 70.0, "step_secs": 56.0, "fraction": 0.8
     }
-    assert data["runs"]["train#2"]["global_step/sec"]["median"] == 4.0
+    assert data["runs"]["train"]["global_step/sec"]["records"] == 6
+    assert data["notices"][-1].startswith("train: no baseline_step records")
     write(tmp_path / "rerun_only", [("goodput/rerun_steps", 5, 7.0)])
     lines = report.load_report(str(tmp_path)).table().splitlines()
     at = lines.index("  rerun_only:")  # Only re-run steps: no fit line.
     assert lines[at + 1] == "    re-run steps: 7 (recorded at step 5)"
-    assert "  train#2: 1 fit, ending at step 400 (40.0 s, fraction -)" in lines
+    assert "  train: 2 fits, ending at step 300 (30.0 s, fraction -), step 400 " \
+        "(40.0 s, fraction -)" in lines
     assert "    re-run steps: 200 (recorded at step 100)" in lines
+    assert lines[lines.index(
+        "Resumed from a checkpoint (one run, as TensorBoard draws it):") + 1] == (
+        "  train  went back to step 100 after step 300: steps 100-300 run again"
+    )
+
+
+def test_a_restore_above_the_first_baseline_is_a_resume_a_start_at_0_a_new_run(
+    tmp_path, capsys
+):
+    def fit(first_step, last_step):
+        return [("baseline_step", first_step, float(first_step))] + [
+            ("global_step/sec", s, 5.0)
+            for s in range(first_step + 100, last_step + 1, 100)
+        ]
+
+    write(tmp_path / "resumed", fit(1, 301))
+    write(tmp_path / "resumed", fit(101, 401))  # Restored at step 100.
+    write(tmp_path / "again", fit(1, 301))
+    write(tmp_path / "again", fit(1, 201))  # A new training from step 0.
+    data = report_json(capsys, tmp_path)
+    assert list(data["runs"]) == ["again#1", "again#2", "resumed"]
+    assert data["reruns"] == {"resumed": [{"from_step": 101, "to_step": 301}]}
+    # Throughput of the resumed run: each record from its own fit's baseline.
+    resumed = data["runs"]["resumed"]["global_step/sec"]
+    assert (resumed["records"], resumed["throughput"]) == (6, 5.0)
 
 
 def test_sections_only_and_non_finite_values(tmp_path, capsys):
@@ -228,7 +275,9 @@ def test_plot_without_step_times_has_one_panel(tmp_path):
 def test_plot_gives_a_run_one_colour_in_both_panels(logdir):
     write(logdir / "a_untimed", [("global_step/sec", s, 4.0) for s in (10, 20)])
     rate_axes, time_axes = plot.rate_figure(report.load_report(str(logdir))).axes
-    untimed, timed = [l for l in rate_axes.get_lines() if "stall" not in l.get_label()]
+    untimed, timed = [
+        l for l in rate_axes.get_lines() if "low record" not in l.get_label()
+    ]
     assert (untimed.get_label(), timed.get_label()) == ("a_untimed", "fit")
     [p50_line] = time_axes.get_lines()
     assert p50_line.get_color() == timed.get_color() != untimed.get_color()

@@ -1,5 +1,6 @@
-"""The statistics behind `report --baseline` and the slowdown section, on
-synthetic records with fixed seeds: exact answers, no timing.
+"""The statistics behind `report --baseline`, the gate and the slowdown
+section, on synthetic records with fixed seeds: exact answers, no timing.
+(Coverage, false alarms and power over many seeds: test_report_coverage.py.)
 
 Noisy rates are lognormal around a level, independent or autocorrelated
 (AR(1) in the log: a busy machine's slow minutes span several records).
@@ -10,11 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from keras_stepcounter.tools import compare, slowdown, stats
+from keras_stepcounter.tools import compare, confidence, gate, slowdown
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.report import ReportError, load_report
-from keras_stepcounter.tools.results import Comparison, TagSummary
-from keras_stepcounter.tools.slowdown import find_slowdown, rank_rows
+from keras_stepcounter.tools.results import Comparison
+from keras_stepcounter.tools.slowdown import find_slowdown
 from conftest import FakeClock
 from report_runs import run_steps
 
@@ -62,19 +63,15 @@ def test_a_halving_is_found_at_its_record(seed, n, sigma):
         assert (s.from_step, s.step) == (step_of(n // 2 - 1), step_of(n // 2))
     else:  # Records 20% apart: within two records.
         assert abs(s.step - step_of(n // 2)) <= 2 * EVERY
-    assert s.step == s.from_step + EVERY
-    assert (s.records_before, s.records_after) == (
-        (s.step - step_of(0)) // EVERY, n - (s.step - step_of(0)) // EVERY
+        assert abs(s.from_step - step_of(n // 2 - 1)) <= 2 * EVERY
+    assert (s.records_before, s.records_during, s.records_after) == (
+        (s.from_step - step_of(0)) // EVERY + 1,
+        (s.step - s.from_step) // EVERY - 1,
+        n - (s.step - step_of(0)) // EVERY,
     )
-    assert s.ratio == pytest.approx(s.median_after / s.median_before)
-    assert s.high < 0.95
-
-
-def test_the_interval_of_a_halving_mostly_holds_one_half():
-    # 95% intervals, on autocorrelated records (which a bootstrap of few
-    # records widens too little): at least 34 of the 40 hold the truth.
-    held = [s.low < 0.5 < s.high for s in (halved(*h) for h in HALVINGS)]
-    assert sum(held) >= 34, held
+    assert s.ratio == pytest.approx(s.rate_after / s.rate_before)
+    assert 0.4 < s.ratio < 0.6
+    assert s.score > slowdown.THRESHOLD
 
 
 @pytest.mark.parametrize("n, sigma, phi", [
@@ -89,12 +86,40 @@ def test_steady_noisy_runs_show_none(n, sigma, phi):
     assert found == []
 
 
+def drifted(seed, before, ramp, after, sigma=0.05, phi=0.3):
+    """A level, a linear fall of the log rate to half over `ramp` records
+    (from record `before` to `before + ramp - 1`), a level."""
+    levels = np.concatenate([
+        np.zeros(before), np.linspace(0.0, math.log(0.5), ramp), np.full(
+            after, math.log(0.5))
+    ])
+    return noisy(seed, len(levels), sigma, phi) * np.exp(levels)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_drift_to_half_over_40_records_is_named_with_its_ramp(seed):
+    values = drifted(seed, 30, 40, 30)
+    s = find_slowdown("run", "global_step/sec", records(values))
+    # The ramp runs from record 29 (the last at the old rate) to 69.
+    assert abs(s.from_step - step_of(29)) <= 4 * EVERY
+    assert abs(s.step - step_of(69)) <= 4 * EVERY
+    assert s.records_during > 30
+    assert 0.4 < s.ratio < 0.6
+
+
+def test_a_leak_from_the_first_record_to_the_last_is_named():
+    values = drifted(0, 0, 40, 0)
+    s = find_slowdown("run", "global_step/sec", records(values))
+    assert s.from_step <= step_of(4) and s.step >= step_of(35)
+    assert 0.4 < s.ratio < 0.65
+
+
 def test_a_drop_of_a_fifth_is_found_and_one_of_two_percent_is_not():
     values = noisy(0, 100, 0.05, phi=0.3)
     values[60:] *= 0.8
     s = find_slowdown("run", "global_step/sec", records(values))
     assert (s.from_step, s.step) == (step_of(59), step_of(60))
-    assert s.low < 0.8 < s.high
+    assert 0.75 < s.ratio < 0.85
     values = noisy(0, 100, 0.01)
     values[60:] *= 0.98  # Clear, but within the margin: not a slowdown.
     assert find_slowdown("run", "global_step/sec", records(values)) is None
@@ -114,7 +139,7 @@ def test_a_drop_that_recovers_in_part_is_still_one():
     assert s.from_step == step_of(29)
 
 
-def test_stalls_alone_are_not_a_slowdown():
+def test_single_low_records_are_not_a_slowdown():
     values = noisy(3, 60, 0.05)
     values[[10, 30, 50, 55, 58]] = 5.0  # Hangs: single records at a twentieth.
     assert find_slowdown("run", "global_step/sec", records(values)) is None
@@ -127,11 +152,10 @@ def test_a_slow_start_is_no_slowdown_and_a_fast_one_can_be_left_out():
     values = noisy(4, 60, 0.05)
     values[:10] *= 2  # A cache, say: fast first.
     s = find_slowdown("run", "global_step/sec", records(values))
-    assert s.from_step == step_of(9)
+    assert (s.from_step, s.step) == (step_of(9), step_of(10))
     # --from-step past it: records measuring steps from there on only.
     later = records(values)
     assert find_slowdown("run", "global_step/sec", later, from_step=step_of(9)) is None
-    # Five fast records left (the least a segment holds): still enough.
     s = find_slowdown("run", "global_step/sec", later, from_step=step_of(4))
     assert (s.from_step, s.records_before) == (step_of(9), 5)
 
@@ -149,108 +173,161 @@ def test_non_finite_and_zero_records_are_left_out():
     values[50] = 0.0
     s = find_slowdown("run", "global_step/sec", records(values))
     assert (s.from_step, s.step) == (step_of(29), step_of(30))
-    assert (s.records_before, s.records_after) == (29, 27)
+    assert (s.records_before, s.records_during, s.records_after) == (29, 0, 27)
 
 
-def test_ranks_share_ties():
-    ranks = rank_rows(np.array([[3.0, 1.0, 3.0, 2.0, 1.0, 5.0], [7.0] * 6]))
-    assert ranks.tolist() == [[3.5, 0.5, 3.5, 2.0, 0.5, 5.0], [2.5] * 6]
+def test_the_ramp_fit_is_least_squares():
+    # An exact ramp from index 3 to 7, levels 2 and -2: found exactly.
+    logs = 2.0 - np.clip(np.arange(12), 3, 7) + 3.0
+    a, b, fitted = slowdown.best_ramp(logs)
+    assert (a, b) == (3, 7)
+    assert fitted.tolist() == pytest.approx(logs.tolist())
+    # Rising only: no falling ramp.
+    assert slowdown.best_ramp(np.arange(10.0)) is None
 
 
-def test_drop_scores_are_standardized_rank_sums():
-    # Ranks 9..0 (a steady fall): the first five sum to 35, 12.5 above the
-    # mean of a random order, 5 * 4.5 = 22.5, with variance 5*5*11/12.
-    [scores] = slowdown.drop_scores(np.arange(9.0, -1.0, -1.0)[None, :])
-    assert scores.tolist() == [pytest.approx(12.5 / math.sqrt(25 * 11 / 12))]
-    # All equal: no order, score 0.
-    assert slowdown.drop_scores(np.full((1, 12), 5.5)).tolist() == [[0.0, 0.0, 0.0]]
+def test_a_long_run_is_searched_coarse_then_fine():
+    values = noisy(6, 20_000, 0.05, phi=0.3)
+    values[12_345:] /= 2
+    s = find_slowdown("run", "global_step/sec", records(values))
+    assert (s.from_step, s.step) == (step_of(12_344), step_of(12_345))
 
 
-def test_the_steady_score_is_seeded_and_grows_with_the_records():
-    assert slowdown.steady_score(40) == slowdown.steady_score.__wrapped__(40)
-    assert 2.5 < slowdown.steady_score(20) < slowdown.steady_score(200) < 4.0
+# The throughput ratio's interval.
+
+def test_effective_records_and_the_conservative_autocorrelation():
+    assert confidence.effective_records(100, 0.0) == 100
+    assert confidence.effective_records(30, 0.9) == pytest.approx(30 * 0.1 / 1.9)
+    white = np.random.default_rng(0).normal(size=400)
+    phi = confidence.conservative_phi(white - white.mean())
+    # About 1 / 400 of bias back, plus one standard error, 0.05.
+    assert 0.0 < phi < 0.12
+    assert confidence.conservative_phi(np.zeros(10)) == 0.0
 
 
-# The shared statistics.
-
-@pytest.mark.parametrize("n, length", [
-    (1, 1), (5, 1), (11, 1), (12, 2), (24, 4), (36, 6), (49, 7), (50, 8),
-    (10_000, 100),
-])
-def test_block_length(n, length):
-    assert stats.block_length(n) == length
+def test_t_quantile_matches_students():
+    # Student's t 97.5% quantiles: 2.2622 (9), 2.0423 (30), 1.96 (inf).
+    assert confidence.t_quantile(9) == pytest.approx(2.2622, abs=1e-3)
+    assert confidence.t_quantile(30) == pytest.approx(2.0423, abs=1e-4)
+    assert confidence.t_quantile(math.inf) == pytest.approx(1.95996, abs=1e-5)
 
 
-def test_measured_from_leaves_out_the_first_record_and_earlier_steps():
-    rs = [ScalarRecord(s, v, 0.0) for s, v in
-          [(11, 9.0), (21, 5.0), (31, math.nan), (41, 4.0), (51, 0.0), (61, 3.0)]]
-    assert [r.step for r in stats.measured_from(rs)] == [21, 41, 61]
-    # Each record measures the steps since the one before it.
-    assert [r.step for r in stats.measured_from(rs, from_step=21)] == [41, 61]
-    assert [r.step for r in stats.measured_from(rs, from_step=22)] == [41, 61]
-    assert [r.step for r in stats.measured_from(rs, from_step=42)] == [61]
+def test_the_ratio_is_of_throughput_and_slow_records_count():
+    steps = np.full(40, 10.0)
+    rates = noisy(7, 40, 0.02)
+    base = confidence.throughput_ratio(steps, steps / rates, steps, steps / rates)
+    assert base.ratio == pytest.approx(1.0) and base.low < 1 < base.high
+    slow = rates.copy()
+    slow[-16:] *= 0.45  # The last 40% at 45% speed.
+    found = confidence.throughput_ratio(steps, steps / slow, steps, steps / rates)
+    expected = (steps.sum() / (steps / slow).sum()) / (
+        steps.sum() / (steps / rates).sum())
+    assert found.ratio == pytest.approx(expected)
+    assert 0.6 < found.ratio < 0.7
 
 
-def test_median_ratio_is_seeded_and_needs_five_records():
-    base = noisy(6, 40, 0.05)
-    other = 0.9 * noisy(6, 40, 0.05)[::-1]  # The same noise, in another order.
-    first = stats.median_ratio(other, base)
-    assert stats.median_ratio(other, base) == first
-    assert first.ratio == pytest.approx(np.median(other) / np.median(base))
-    assert first.low < 0.9 < first.high and first.high - first.low < 0.1
-    few = stats.median_ratio(other[:4], base)
-    assert (few.low, few.high) == (None, None)
-    assert few.ratio == pytest.approx(np.median(other[:4]) / np.median(base))
+def test_too_few_effective_records_decline():
+    steps = np.full(30, 10.0)
+    rates = noisy(8, 30, 0.05, phi=0.9)
+    other = noisy(9, 30, 0.05, phi=0.9)
+    found = confidence.throughput_ratio(steps, steps / rates, steps, steps / other)
+    assert (found.low, found.high) == (None, None)
+    assert found.effective < confidence.MIN_EFFECTIVE
+    assert confidence.throughput_ratio(steps[:0], steps[:0], steps, steps) is None
 
 
-@pytest.mark.parametrize("low, high, margin, expected", [
-    (0.70, 0.97, 0.02, "slower"),
-    (0.70, 0.98, 0.02, "no difference"),  # The interval must lie beyond it.
-    (0.99, 1.01, 0.0, "no difference"),
-    (1.021, 1.2, 0.02, "faster"),
-    (1.02, 1.2, 0.02, "no difference"),
-    (None, None, 0.02, "no difference"),
-])
-def test_verdict(low, high, margin, expected):
-    estimate = stats.RatioEstimate(0.9, low, high)
-    assert stats.verdict(estimate, margin) == expected
+# Comparisons and the gate.
 
-
-def _summary(run, threshold):
-    return TagSummary(run, "global_step/sec", 0, 0, 0, None, None, None, None,
-                      threshold, [])
-
-
-def test_compare_runs_leaves_out_stalls_and_tags_the_baseline_lacks():
+def test_compare_runs_counts_every_record_and_skips_tags_the_baseline_lacks():
     base = records(noisy(8, 30, 0.03))
     slow = records(0.5 * noisy(9, 30, 0.03))
-    slow[10] = ScalarRecord(slow[10].step, 1.0, 0.0)  # A stall.
+    slow[10] = ScalarRecord(slow[10].step, 1.0, 0.0)  # A very slow record.
     runs = {"base": {"global_step/sec": base},
             "new": {"global_step/sec": slow, "items/sec": slow}}
-    [c] = compare.compare_runs(
-        runs, [_summary("base", 40.0), _summary("new", 20.0)], "base"
-    )
+    [c] = compare.compare_runs(runs, "base")
     assert (c.run, c.tag, c.baseline, c.records, c.baseline_records) == (
-        "new", "global_step/sec", "base", 29, 30
+        "new", "global_step/sec", "base", 30, 30
     )
-    assert c.verdict == "slower" and c.low < 0.5 < c.high
-    # Without the summaries' thresholds, the stall counts.
-    [c] = compare.compare_runs(runs, [], "base")
-    assert c.records == 30
+    # 10 steps at 1 step/s cost 10 s: the throughput shows it.
+    seconds = sum(EVERY / r.value for r in slow[1:])
+    assert c.throughput == pytest.approx(300 / seconds)
+    assert c.ratio == pytest.approx(c.throughput / c.baseline_throughput)
+    assert c.ratio < 0.4 < c.steady_ratio
+    assert c.verdict == "slower" and c.low < c.ratio < c.high
 
 
 def test_compare_with_no_record_left():
-    c = compare.compare("new", "global_step/sec", [], "base", [1.0, 2.0])
-    assert c == Comparison("new", "global_step/sec", "base", 0, 2, None, 1.5,
-                           None, None, None, "no difference")
+    empty = compare.compared_window({}, "global_step/sec", None)
+    base = compare.compared_window(
+        {"global_step/sec": records([1.0, 2.0])}, "global_step/sec", None
+    )
+    c = compare.compare("new", "global_step/sec", empty, "base", base)
+    assert (c.records, c.baseline_records, c.ratio, c.low, c.verdict) == (
+        0, 2, None, None, "cannot tell"
+    )
+    assert c.baseline_throughput == pytest.approx(20 / (10 / 1 + 10 / 2))
 
 
-def test_slower_than_is_the_gate():
-    def made(high):
-        return Comparison("r", "t", "b", 9, 9, 1.0, 1.0, 0.8, 0.7, high, "slower")
+def test_stalls_in_the_window_with_the_share_they_cost():
+    base = records([10.0] * 20)  # 10 records of 10 steps at 10/s: 1 s each.
+    scalars = {"global_step/sec": base,
+               "stall_secs": [ScalarRecord(step_of(5), 2.0, 0.0),
+                              ScalarRecord(1, 9.0, 0.0)]}  # Before the window.
+    window = compare.compared_window(scalars, "global_step/sec", None)
+    assert window.stall_secs == 2.0
+    c = compare.compare("r", "global_step/sec", window, "b", window)
+    assert c.stall_share == pytest.approx(2.0 / 20)
 
-    found = [made(0.89), made(0.9), made(None)]
-    assert compare.slower_than(found, 10) == [found[0]]
+
+def made(low, high, ratio=0.9, records=40, effective=20.0):
+    return Comparison(
+        run="r", tag="global_step/sec", baseline="b", records=records,
+        baseline_records=40, left_out=0, baseline_left_out=0, throughput=9.0,
+        baseline_throughput=10.0, ratio=ratio, low=low, high=high,
+        effective=effective, steady_ratio=ratio, stall_secs=0.0,
+        stall_share=0.0, baseline_stall_secs=0.0, baseline_stall_share=0.0,
+        verdict="",
+    )
+
+
+RUNS = {"b": {}, "r": {}}
+
+
+@pytest.mark.parametrize("low, high, code", [
+    (0.80, 0.89, gate.FAILED),      # Wholly below 0.9: slower by more than 10%.
+    (0.80, 0.90, gate.UNDECIDED),   # Touching the line: not shown either way.
+    (0.85, 0.95, gate.UNDECIDED),   # Across it.
+    (0.90, 0.99, gate.PASSED),      # At or above it: not slower than that.
+    (None, None, gate.UNDECIDED),   # Declined: too few effective records.
+])
+def test_the_gate_has_three_outcomes(low, high, code):
+    assert gate.judge([made(low, high)], RUNS, "b", 10).code == code
+
+
+def test_the_gate_fails_before_it_is_undecided_before_it_passes():
+    found = [made(0.95, 1.05), made(None, None, effective=3.0), made(0.7, 0.8)]
+    outcome = gate.judge(found, RUNS, "b", 10)
+    assert outcome.code == gate.FAILED
+    assert outcome.lines == [
+        "slower: run r (global_step/sec) against the baseline b is slower by more "
+        "than 10%: ratio 0.900, 95% interval 0.700-0.800",
+        "undecided: run r (global_step/sec) against the baseline b: too few "
+        "effective records to tell (3.0, at least 10 needed on each side: 40 and "
+        "40 records, autocorrelated)",
+    ]
+    assert gate.judge(found[:2], RUNS, "b", 10).code == gate.UNDECIDED
+    assert gate.judge(found[:1], RUNS, "b", 10).code == gate.PASSED
+
+
+def test_the_gate_is_undecided_without_a_shared_tag_or_another_run():
+    outcome = gate.judge([], {"b": {}, "r": {}}, "b", 10)
+    assert (outcome.code, outcome.lines) == (gate.UNDECIDED, [
+        "undecided: run r shares no rate tag with the baseline b"
+    ])
+    outcome = gate.judge([], {"b": {}}, "b", 10)
+    assert (outcome.code, outcome.lines) == (gate.UNDECIDED, [
+        "undecided: no run beside the baseline b to compare"
+    ])
 
 
 # Bad input to the Python API.
@@ -280,8 +357,8 @@ def test_too_few_records_to_compare_and_no_tag_to_compare(tmp_path):
     [c] = [c for c in load_report(str(tmp_path), baseline="long").comparisons
            if c.tag == "global_step/sec"]
     assert (c.records, c.baseline_records, c.low, c.high) == (3, 8, None, None)
-    assert c.verdict == "no difference"
+    assert c.verdict == "cannot tell"
     table = load_report(str(tmp_path), baseline="long").table()
-    assert "  -  no difference this data can resolve (under 5 records)" in table
+    assert f"cannot tell ({c.effective:.1f} effective records, 10 needed)" in table
     alone = load_report(str(tmp_path / "long"), baseline=".").table().splitlines()
     assert alone[-1] == "  no other run shares a rate tag with the baseline"

@@ -4,17 +4,28 @@
 Output: the report on stdout (a table and sections, or strict JSON with
 `--json`); on stderr, one `notice:` line per file that could not be read
 or was read only in part, and per directory split into several runs; with
-`--fail-slower`, one `slower:` line per run and tag that fails the gate.
+`--fail-slower`, one `slower:` line per run and tag that fails the gate and
+one `undecided:` line per one it cannot decide (`gate`).
 
-Exit codes: 0 when a report was printed (notices or not) and no run failed
-the gate; 1 when a run is slower than the baseline by more than
-`--fail-slower` percent with 95% confidence (the report is printed first),
-or for anything unexpected; 2 for a usage error: a wrong argument, a
-LOGDIR that does not exist, cannot be read or holds no records of the
-recorders' tags, a `--baseline` that is none of its runs, a `--plot` path
-matplotlib cannot write (no or an unknown extension, a directory, not
-writable), or `--plot` without matplotlib; 130 when interrupted. Every
-error is one line on stderr, never a traceback.
+Exit codes:
+
+* 0: the report was printed (notices or not) and, with `--fail-slower`,
+  every run is shown not slower than 1 - PCT with 95% confidence;
+* 1: with `--fail-slower`, a run is slower than the baseline by more than
+  PCT percent of throughput with 95% confidence (the report is printed
+  first); never anything else;
+* 2: a usage error: a wrong argument, a LOGDIR that does not exist, cannot
+  be read or holds no records of the recorders' tags, a `--baseline` that
+  is none of its runs, a `--plot` path matplotlib cannot write (no or an
+  unknown extension, a directory, not writable), or `--plot` without
+  matplotlib;
+* 3: with `--fail-slower`, no run failed but the gate cannot decide for
+  some (an interval across the line, too few effective records, no shared
+  rate tag, no run beside the baseline);
+* 4: an unexpected error, or the reader of the output went away;
+* 130: interrupted.
+
+Every error is one line on stderr, never a traceback.
 
 Nothing here imports TensorFlow, so `--help` answers at once.
 """
@@ -30,7 +41,7 @@ from typing import List, NoReturn, Optional
 from keras_stepcounter.core.tags import EXTRA_TAGS, RATE_SUFFIX
 
 USAGE_ERROR = 2
-GATE_FAILED = 1
+UNEXPECTED_ERROR = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,13 +70,15 @@ def _parser() -> argparse.ArgumentParser:
             "percentiles, NaN and inf left out) and stalls (records below half "
             "the run's median); then, where recorded, step times, the "
             "watchdog's stalls, the goodput ledger and time_frac/<name>. "
-            "With --baseline, every other run's median rate over the "
-            "baseline's, with a 95% bootstrap interval and a verdict; where a "
-            "run's rate dropped and stayed down, a slowdown section. "
+            "With --baseline, every other run's throughput (steps / training "
+            "seconds) over the baseline's, with a 95% interval that allows for "
+            "autocorrelated records and a verdict; where a run's rate dropped "
+            "and stayed down (at once or as a drift), a slowdown section. "
             "Files that cannot be read are named on stderr; a directory whose "
             "steps start over, or written by two writers at once, is reported "
-            "as separate runs. Exit codes: 0 printed, 1 a run failed "
-            "--fail-slower, 2 bad input."
+            "as separate runs. Exit codes: 0 printed (and the gate passed), "
+            "1 a run failed --fail-slower, 2 bad input, 3 the gate cannot "
+            "decide, 4 unexpected error."
         ),
     )
     report.add_argument(
@@ -91,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--fail-slower", metavar="PCT", type=_percent,
         help="with --baseline: exit 1 when a run is slower than the baseline by "
-        "more than PCT percent of throughput with 95%% confidence",
+        "more than PCT percent of throughput with 95%% confidence, 0 only when "
+        "every run is shown not that much slower, else 3 (undecided)",
     )
     report.add_argument(
         "--from-step", metavar="N", type=_step,
@@ -143,14 +157,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as `cat` does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return UNEXPECTED_ERROR
     except Exception as error:  # The promise is: never a traceback.
         print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+        return UNEXPECTED_ERROR
 
 
 def _report(args: argparse.Namespace) -> int:
-    from keras_stepcounter.tools import compare, formatting, plot, report
+    from keras_stepcounter.tools import formatting, gate, plot, report
 
     if args.plot:
         try:
@@ -173,12 +187,12 @@ def _report(args: argparse.Namespace) -> int:
             return _fail(f"cannot write the plot to {args.plot!r}: {error}")
         print(f"Plot written to {args.plot}", file=sys.stderr)
     if args.fail_slower is not None:
-        failed = compare.slower_than(result.comparisons, args.fail_slower)
-        for comparison in failed:
-            line = formatting.gate_failure_line(comparison, args.fail_slower)
-            print(f"slower: {line}", file=sys.stderr)
-        if failed:
-            return GATE_FAILED
+        outcome = gate.judge(
+            result.comparisons, result.runs, args.baseline, args.fail_slower
+        )
+        for line in outcome.lines:
+            print(line, file=sys.stderr)
+        return outcome.code
     return 0
 
 

@@ -1,29 +1,29 @@
-"""Is it faster? Each run's rates against a baseline run's: `report --baseline`.
+"""Is it faster? Each run's throughput against a baseline run's: `report --baseline`.
 
 For every run other than the baseline and each rate tag (ending in `/sec`)
-that both recorded: the ratio of the run's median rate to the baseline's,
-with a 95% bootstrap interval (`stats`: circular blocks, seeded, so the
-same files give the same figures), and a verdict:
+the baseline recorded: the ratio of the run's throughput to the
+baseline's, throughput being steps over training seconds (each record's
+steps over its rate, `throughput`) of the records compared, with a 95%
+interval that keeps its coverage under autocorrelated records
+(`confidence`), and a verdict:
 
 * "slower" when the whole interval lies below `1 - MARGIN`,
 * "faster" when it lies above `1 + MARGIN`,
-* else "no difference" this data can resolve (also with fewer than
-  `stats.MIN_RECORDS` records on either side: no interval).
+* "cannot tell" when there is no interval: fewer than
+  `confidence.MIN_EFFECTIVE` effective records on either side (or none),
+* else "no difference" this data can resolve.
 
 The margin is there because the interval only knows the noise within each
 run: two runs of one configuration also differ by what the machine did
-meanwhile (other jobs, clocks, caches), which no interval shows, and a
-difference that small is not worth a verdict.
+meanwhile (other jobs, clocks, caches), which no interval shows.
 
-Records compared: those whose interval is known and starts at `from_step`
-or later (`stats.measured_from`: each run's first record is always out, it
-holds the start-up), and not stalls (below `stats.STALL_FRACTION` of the
-run's median: a single hang would otherwise count as speed).
-
-The CI gate (`report --fail-slower PCT`) fails on a comparison whose whole
-interval lies below `1 - PCT / 100`: slower by more than PCT percent with
-95% confidence. Percentages are of throughput: a step time 1.25 times as
-long is a rate 0.8 times as high, 20% slower.
+Records compared: after warm-up (from `from_step` on: those whose interval
+starts at it or later; without it, all but each run's first record), with
+known steps and a finite positive rate. Nothing else is dropped: slow
+records count, as they cost the user time; `left_out` counts those that
+could not be counted. The watchdog's stalls in the window are given with
+the share of training seconds they cost. The ratio of median rates
+(steady speed) stands beside it.
 
 Example:
 
@@ -34,83 +34,150 @@ Example:
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+import math
+from dataclasses import dataclass
+from typing import Final, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+
+from keras_stepcounter.tools.confidence import RatioEstimate, throughput_ratio
 from keras_stepcounter.tools.events import ScalarRecord
-from keras_stepcounter.tools.results import Comparison, TagSummary
-from keras_stepcounter.tools.stats import (
-    below,
-    measured_from,
-    median,
-    median_ratio,
-    verdict,
+from keras_stepcounter.tools.results import Comparison
+from keras_stepcounter.tools.stats import median
+from keras_stepcounter.tools.tags import STALL_SECS_TAG, is_rate_tag, tag_order
+from keras_stepcounter.tools.throughput import (
+    Intervals,
+    baseline_steps,
+    measured_intervals,
+    steps_and_secs,
 )
-from keras_stepcounter.tools.tags import is_rate_tag, tag_order
 
-# Differences within this fraction of the baseline's rate are not called.
-MARGIN = 0.02
+# Differences within this fraction of the baseline's throughput are not called.
+MARGIN: Final = 0.02
+
+FASTER: Final = "faster"
+SLOWER: Final = "slower"
+NO_DIFFERENCE: Final = "no difference"
+CANNOT_TELL: Final = "cannot tell"
 
 
-def compared_values(
-    records: Sequence[ScalarRecord],
-    stall_threshold: Optional[float],
-    from_step: Optional[int] = None,
-) -> List[float]:
-    """The values a comparison uses: measured from `from_step` on, no stalls."""
-    threshold = 0.0 if stall_threshold is None else stall_threshold
-    return [r.value for r in measured_from(records, from_step) if r.value >= threshold]
+@dataclass(frozen=True)
+class Window:
+    """One run's records of one tag after warm-up: those counted, and how
+    many could not be."""
+
+    intervals: Intervals
+    left_out: int
+    stall_secs: float
+
+    def arrays(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The steps and seconds of the counted records."""
+        return steps_and_secs(self.intervals)
+
+    @property
+    def secs(self) -> float:
+        return float(self.arrays()[1].sum())
+
+
+def after_warm_up(intervals: Intervals, from_step: Optional[int]) -> Intervals:
+    """The intervals starting at `from_step` or later; without it, all but
+    the first (it holds the start-up)."""
+    if from_step is None:
+        return intervals.select(slice(1, None))
+    with np.errstate(invalid="ignore"):
+        return intervals.select(intervals.starts >= from_step)  # NaN: unknown.
+
+
+def compared_window(
+    scalars: Mapping[str, Sequence[ScalarRecord]], tag: str, from_step: Optional[int]
+) -> Window:
+    """The records of `tag` in one run's `scalars` that a comparison counts."""
+    intervals = measured_intervals(scalars.get(tag, []), baseline_steps(scalars))
+    later = after_warm_up(intervals, from_step)
+    counted = later.select(later.counted)
+    stall_secs = 0.0
+    if len(counted):
+        first, last = float(np.min(counted.starts)), int(np.max(counted.steps_at))
+        stall_secs = sum(
+            r.value for r in scalars.get(STALL_SECS_TAG, [])
+            if first < r.step <= last and math.isfinite(r.value)
+        )
+    return Window(counted, len(later) - len(counted), stall_secs)
 
 
 def compare_runs(
     runs: Mapping[str, Mapping[str, Sequence[ScalarRecord]]],
-    summaries: Sequence[TagSummary],
     baseline: str,
     from_step: Optional[int] = None,
 ) -> List[Comparison]:
     """Every other run's rate tags against `baseline`'s, in run then tag order.
 
-    `summaries` give each run's stall threshold. Tags the baseline did not
-    record are left out.
+    Only tags both recorded are compared; a run that shares none has no
+    comparison (the gate calls that undecided).
     """
-    thresholds: Dict[Tuple[str, str], Optional[float]] = {
-        (s.run, s.tag): s.stall_threshold for s in summaries
-    }
-
-    def values(run: str, tag: str) -> List[float]:
-        return compared_values(runs[run][tag], thresholds.get((run, tag)), from_step)
-
     comparisons = []
     for run, scalars in runs.items():
         if run == baseline:
             continue
         shared = [t for t in scalars if is_rate_tag(t) and t in runs[baseline]]
         for tag in sorted(shared, key=tag_order):
-            comparisons.append(
-                compare(run, tag, values(run, tag), baseline, values(baseline, tag))
-            )
+            comparisons.append(compare(
+                run, tag, compared_window(scalars, tag, from_step),
+                baseline, compared_window(runs[baseline], tag, from_step),
+            ))
     return comparisons
 
 
+def _share(stall_secs: float, window: Window) -> Optional[float]:
+    secs = window.secs
+    return stall_secs / secs if secs > 0 else None
+
+
 def compare(
-    run: str, tag: str, found: Sequence[float], baseline: str, base: Sequence[float]
+    run: str, tag: str, found: Window, baseline: str, base: Window
 ) -> Comparison:
-    """One comparison of `found` (the run's values) with `base` (the baseline's)."""
-    estimate = median_ratio(found, base) if found and base else None
+    """One comparison of the run's window `found` with the baseline's `base`."""
+    steps, secs = found.arrays()
+    base_steps, base_secs = base.arrays()
+    estimate = throughput_ratio(steps, secs, base_steps, base_secs)
+    run_median = median(found.intervals.rates)
+    base_median = median(base.intervals.rates)
+    steady = run_median / base_median if run_median and base_median else None
     return Comparison(
         run=run,
         tag=tag,
         baseline=baseline,
-        records=len(found),
-        baseline_records=len(base),
-        median=median(found),
-        baseline_median=median(base),
+        records=len(found.intervals),
+        baseline_records=len(base.intervals),
+        left_out=found.left_out,
+        baseline_left_out=base.left_out,
+        throughput=_throughput(steps, secs),
+        baseline_throughput=_throughput(base_steps, base_secs),
         ratio=None if estimate is None else estimate.ratio,
         low=None if estimate is None else estimate.low,
         high=None if estimate is None else estimate.high,
+        effective=None if estimate is None else estimate.effective,
+        steady_ratio=steady,
+        stall_secs=found.stall_secs,
+        stall_share=_share(found.stall_secs, found),
+        baseline_stall_secs=base.stall_secs,
+        baseline_stall_share=_share(base.stall_secs, base),
         verdict=verdict(estimate, MARGIN),
     )
 
 
-def slower_than(comparisons: Sequence[Comparison], percent: float) -> List[Comparison]:
-    """The comparisons slower by more than `percent` with 95% confidence."""
-    return [c for c in comparisons if below(c.high, percent / 100)]
+def _throughput(steps: np.ndarray, secs: np.ndarray) -> Optional[float]:
+    total = float(secs.sum())
+    return float(steps.sum()) / total if total > 0 else None
+
+
+def verdict(estimate: Optional[RatioEstimate], margin: float) -> str:
+    """SLOWER or FASTER when the whole interval lies beyond 1 -/+ `margin`;
+    CANNOT_TELL without an interval."""
+    if estimate is None or estimate.low is None or estimate.high is None:
+        return CANNOT_TELL
+    if estimate.high < 1 - margin:
+        return SLOWER
+    if estimate.low > 1 + margin:
+        return FASTER
+    return NO_DIFFERENCE

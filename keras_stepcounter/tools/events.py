@@ -3,23 +3,16 @@
 Used by the report command and by the tests; both need the same answer to
 "what did the recorders write, at which steps".
 
-The records are read with TensorBoard's pure-Python record reader, the one
-its no-TensorFlow mode uses (`tensorboard.compat.tensorflow_stub`'s
-`PyRecordReader_New`), and parsed with the `Event` proto of
-`tensorboard.compat.proto`. Why that reader: it is maintained with
-TensorBoard (which every TensorFlow install has), checks both CRCs of every
-record like TensorFlow's own reader, tells a truncated record from a damaged
-one, and needs no TensorFlow (importing it all takes about 0.7 s here).
-TensorBoard's `EventFileLoader` is not used: it picks its reader through
-`tensorboard.compat.tf`, which imports the real TensorFlow when installed
-(seconds, and C++ start-up lines on stderr), and it drops read errors
-silently. The cost of the reader chosen, measured on the development
-machine (2 cores, busy with other work) on a 4.4 MB file of 60,000
-`tf.summary.scalar` records (74 bytes each): 0.38 to 0.43 s per MB, two
-thirds of it in the reader (its pure-Python CRC alone 0.13 s per MB), the
-rest parsing. So a run's rate records (a few hundred KB at most) read in
-well under a second, and a directory with MBs of other summaries
-(histograms, graphs) in seconds.
+A file is read at once and its records framed and CRC-checked with numpy
+(`record_frames`: both CRCs of every record, like TensorFlow's reader; a
+truncated record told from a damaged one, nothing after either read).
+Records in the counter's fixed scalar layout (the bytes `tf.summary.scalar`
+writes) are decoded many at a time (`scalar_layout`); every other record is
+parsed with the `Event` proto of `tensorboard.compat.proto`, the general
+parser. TensorBoard's `EventFileLoader` is not used: it picks its reader
+through `tensorboard.compat.tf`, which imports the real TensorFlow when
+installed (seconds, and C++ start-up lines on stderr), and it drops read
+errors silently. What it costs: benchmarks/README.md ("report").
 """
 
 from __future__ import annotations
@@ -32,7 +25,11 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
+
+from keras_stepcounter.tools.record_frames import TRUNCATED, frame_records
+from keras_stepcounter.tools.scalar_layout import Decoded, decode_scalars
 
 # Modules the stub's gfile imports, if installed, for s3:// and other remote
 # paths, which the report never reads (it lists directories with `os`):
@@ -66,15 +63,16 @@ def _import_stub_without_remote_clients() -> None:
 if _in_command_line():
     _import_stub_without_remote_clients()
 
-from tensorboard.compat.tensorflow_stub import errors as tb_errors  # noqa: E402
-from tensorboard.compat.tensorflow_stub import pywrap_tensorflow  # noqa: E402
 from tensorboard.util import tensor_util  # noqa: E402
+
+# Records turned into Python objects at a time.
+_CHUNK = 1 << 16
 
 # TensorBoard's rule for an event file name (io_wrapper.IsSummaryEventsFile).
 EVENT_FILE_MARK = "tfevents"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # Slots: a million records fit in memory.
 class ScalarRecord:
     step: int
     value: float
@@ -137,15 +135,83 @@ def read_event_file(path: str) -> EventFileRead:
     if read.problem is not None:
         return read
     try:
-        for event in _events(path, read):
-            read.scalars.extend(_scalars_of(event))
-    except tb_errors.DataLossError as error:
-        read.problem = _data_loss_text(str(error))
-    except DecodeError:
-        read.problem = f"record {read.events_read + 1} is not an Event (damaged)"
+        with open(path, "rb") as file:
+            data = file.read()
     except OSError as error:
         read.problem = f"cannot read: {error.strerror or error}"
+        return read
+    frames = frame_records(data)
+    read.events_read = len(frames.starts)
+    if frames.problem is not None:
+        read.problem = _data_loss_text(frames.problem)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    decoded = decode_scalars(buffer, frames.starts, frames.lengths, _one_scalar)
+    scalars: Dict[int, List[Tuple[str, ScalarRecord]]] = {}
+    others = np.sort(np.concatenate(decoded.others)) if decoded.others else None
+    for index in [] if others is None else others.tolist():
+        start, length = int(frames.starts[index]), int(frames.lengths[index])
+        try:
+            event = event_pb2.Event.FromString(data[start:start + length])
+        except DecodeError:
+            read.problem = f"record {index + 1} is not an Event (damaged)"
+            read.events_read = index
+            break
+        scalars[index] = list(_scalars_of(event))
+    del buffer, data  # The file's bytes are no longer needed: free them first.
+    read.scalars = _in_file_order(decoded, scalars, read.events_read)
     return read
+
+
+def _in_file_order(
+    decoded: Decoded, parsed: Dict[int, List[Tuple[str, ScalarRecord]]], records: int
+) -> List[Tuple[str, ScalarRecord]]:
+    """The decoded and the parsed scalars of the first `records` records,
+    in file order."""
+    if decoded.index:
+        index = np.concatenate(decoded.index)
+        order = np.argsort(index, kind="stable")
+        index = index[order]
+        keep = index < records
+        order, index = order[keep], index[keep]
+        columns = [np.concatenate(c)[order] for c in (
+            decoded.tag_ids, decoded.steps, decoded.values, decoded.walls)]
+        names = decoded.tags
+        fast: List[Tuple[str, ScalarRecord]] = []
+        # A chunk at a time: Python numbers for all columns at once would
+        # hold four lists of a million objects beside the records.
+        for begin in range(0, len(order), _CHUNK):
+            part = [c[begin:begin + _CHUNK].tolist() for c in columns]
+            fast.extend(
+                (names[t], ScalarRecord(s, v, w)) for t, s, v, w in zip(*part)
+            )
+        positions = index.tolist()
+    else:
+        fast, positions = [], []
+    if not parsed:
+        return fast
+    merged: List[Tuple[str, ScalarRecord]] = []
+    slow = sorted((i, found) for i, found in parsed.items() if i < records)
+    at = 0
+    for i, found in slow:
+        while at < len(positions) and positions[at] < i:
+            merged.append(fast[at])
+            at += 1
+        merged.extend(found)
+    merged.extend(fast[at:])
+    return merged
+
+
+def _one_scalar(record: bytes) -> Optional[Tuple[str, int, float, float]]:
+    """(tag, step, value, wall time) of a record holding one scalar, else None."""
+    try:
+        event = event_pb2.Event.FromString(record)
+    except DecodeError:
+        return None
+    found = list(_scalars_of(event))
+    if len(found) != 1 or len(event.summary.value) != 1:
+        return None
+    tag, scalar = found[0]
+    return tag, scalar.step, scalar.value, scalar.wall_time
 
 
 def _unreadable_reason(path: str) -> Optional[str]:
@@ -169,20 +235,8 @@ def _unreadable_reason(path: str) -> Optional[str]:
     return None
 
 
-def _events(path: str, read: EventFileRead) -> Iterator[event_pb2.Event]:
-    reader = pywrap_tensorflow.PyRecordReader_New(path, 0, None, None)
-    while True:
-        try:
-            reader.GetNext()
-        except tb_errors.OutOfRangeError:  # The end of the file.
-            return
-        event = event_pb2.Event.FromString(reader.record())
-        read.events_read += 1
-        yield event
-
-
-def _data_loss_text(message: str) -> str:
-    if "truncated" in message:
+def _data_loss_text(problem: str) -> str:
+    if problem == TRUNCATED:
         return (
             "truncated (its last record is incomplete: still being written, "
             "or its writer was killed)"

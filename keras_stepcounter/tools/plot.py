@@ -8,7 +8,7 @@ checked before any event file is read.
 
 Plotted: the step-rate tags of each run, i.e. the tags ending in `/sec`
 other than `examples/sec` (`global_step/sec`, the v1 hook's
-`<global step op name>/sec`, custom tags), stalls (see `report`) marked
+`<global step op name>/sec`, custom tags), low records (see `report`) marked
 with a red cross. With a baseline (`report --baseline`), its line is drawn
 thicker and its median as a dashed level line; where a run slowed down
 (`slowdown`), a dotted vertical line in the run's colour marks the step
@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Sequence
 from keras_stepcounter.core.tags import DEFAULT_TAG, EXAMPLES_TAG
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.results import ReportData
-from keras_stepcounter.tools.stats import STALL_FRACTION
+from keras_stepcounter.tools.stats import LOW_FRACTION
 from keras_stepcounter.tools.tags import STEP_TIME_PREFIX, is_rate_tag
 
 INSTALL_HINT = "pip install 'keras_stepcounter[plot]' (or: pip install matplotlib)"
@@ -127,7 +127,7 @@ def _draw_rates(axes: Any, report: ReportData) -> Dict[str, Any]:
     """Draws the rate lines; returns each run's colour, for the other panel."""
     colors: Dict[str, Any] = {}
     plotted = [s for s in report.summaries if is_step_rate_tag(s.tag)]
-    stall_label = f"stall (< {STALL_FRACTION:g} x median)"
+    low_label = f"low record (< {LOW_FRACTION:g} x median)"
     for summary in plotted:
         label = summary.run
         if summary.tag != DEFAULT_TAG:
@@ -146,14 +146,14 @@ def _draw_rates(axes: Any, report: ReportData) -> Dict[str, Any]:
                 summary.median, linestyle="--", color=line.get_color(),
                 label=f"baseline median ({summary.tag})",
             )
-        if summary.stalls:
+        if summary.low_records:
             axes.plot(
-                [s.step for s in summary.stalls],
-                [s.value for s in summary.stalls],
+                [s.step for s in summary.low_records],
+                [s.value for s in summary.low_records],
                 linestyle="none", marker="x", color="red", markersize=9,
-                label=stall_label,
+                label=low_label,
             )
-            stall_label = "_nolegend_"  # One legend entry for all stalls.
+            low_label = "_nolegend_"  # One legend entry for all of them.
     for slowdown in report.slowdowns:
         if is_step_rate_tag(slowdown.tag):
             axes.axvline(

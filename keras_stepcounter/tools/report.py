@@ -17,18 +17,22 @@ of these tags is not listed. How runs are found, and split where one
 directory holds two: `runs`.
 
 For each run and tag: the number of records, the first and last step, the
-median, 10th and 90th percentile and minimum value (the rule: `stats`;
-NaN and inf records are counted in `records`, listed, and left out of the
-statistics and the stall threshold), and the stalls.
+throughput (rates only: steps over training seconds of the records whose
+steps are known, `throughput`), the median, 10th and 90th percentile and
+minimum value (the rule: `stats`; NaN and inf records are counted in
+`records`, listed, and left out of the statistics), and the low records.
 
-A stall is a record of a rate tag (ending in `/sec`) whose value is below
-half the median of that run and tag. Each record covers the interval from
-the previous record's step to its own step (the recorders measure from
-the previous record), so a stall is reported as that step interval; the
-first record's interval starts at the baseline step, which is not written
-down, so its `from_step` is None. `time_to_first_step` (a duration) and
-`mfu` (proportional to `global_step/sec`, so its stalls are the same) get
-no stall check.
+A low record is a record of a rate tag (ending in `/sec`) whose value is
+below `LOW_FRACTION` of the median of that run and tag: a slow interval,
+reported with the steps it covers. It is not called a stall: only the
+watchdog measures stalls (`stall_secs`, in their own section). Low records
+count in the throughput and in comparisons like any other record.
+`time_to_first_step` (a duration) and `mfu` (proportional to
+`global_step/sec`) get no such check.
+
+Where a run recorded `time_frac/input`, its input share: the share of its
+training seconds spent waiting for input, each record weighted by the
+seconds of the rate record at its step.
 
 Example:
 
@@ -43,22 +47,33 @@ import math
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
 
+import numpy as np
+
 from keras_stepcounter.tools import formatting, sections
 from keras_stepcounter.tools.compare import compare_runs
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.results import (
     Comparison,
+    InputShare,
+    LowRecord,
     NonFinite,
     ReportData,
     Slowdown,
-    Stall,
     TagSummary,
 )
 from keras_stepcounter.tools.runs import Run, logdir_problem, read_logdir
 from keras_stepcounter.tools.slowdown import find_slowdowns
-from keras_stepcounter.tools.stats import STALL_FRACTION, percentiles
+from keras_stepcounter.tools.throughput import (
+    Intervals,
+    baseline_steps,
+    fallback_notice,
+    measured_intervals,
+    throughput,
+)
+from keras_stepcounter.tools.stats import LOW_FRACTION, percentiles
 from keras_stepcounter.tools.tags import (
     EXTRA_TAGS,
+    INPUT_FRAC_TAG,
     RATE_SUFFIX,
     is_rate_tag,
     is_recorder_tag,
@@ -68,11 +83,12 @@ from keras_stepcounter.tools.tags import (
 
 __all__ = [
     "Comparison",
+    "InputShare",
+    "LowRecord",
     "NonFinite",
     "Report",
     "ReportError",
     "Slowdown",
-    "Stall",
     "TagSummary",
     "load_report",
     "print_notices",
@@ -94,44 +110,53 @@ class ReportError(ValueError):
         self.notices = list(notices)
 
 
-def summarize_tag(run: str, tag: str, records: Sequence[ScalarRecord]) -> TagSummary:
-    """Statistics of one run's records of `tag` (at least one record)."""
+def summarize_tag(
+    run: str,
+    tag: str,
+    records: Sequence[ScalarRecord],
+    baselines: Optional[Sequence[int]] = None,
+) -> TagSummary:
+    """Statistics of one run's records of `tag` (at least one record).
+
+    `baselines`: the run's `baseline_step` steps, None where it has none.
+    """
     values = [r.value for r in records]
     steps = [r.step for r in records]
     p10, median, p90, minimum = percentiles(values, [10, 50, 90, 0])
-    threshold = stalls = None
-    if is_rate_tag(tag) and median is not None:
-        threshold = STALL_FRACTION * median
-        stalls = _stalls(records, threshold)
+    threshold = low = rate = None
+    if is_rate_tag(tag):
+        intervals = measured_intervals(records, baselines)
+        rate = throughput(intervals)
+        if median is not None:
+            threshold = LOW_FRACTION * median
+            low = low_records(intervals, threshold)
     return TagSummary(
         run=run,
         tag=tag,
         records=len(records),
         first_step=min(steps),
         last_step=max(steps),
+        throughput=rate,
         median=median,
         p10=p10,
         p90=p90,
         min=minimum,
-        stall_threshold=threshold,
-        stalls=stalls,
+        low_threshold=threshold,
+        low_records=low,
         non_finite=[
             NonFinite(r.step, r.value) for r in records if not math.isfinite(r.value)
         ],
     )
 
 
-def _stalls(records: Sequence[ScalarRecord], threshold: float) -> List[Stall]:
-    stalls = []
-    previous_step = None
-    for record in records:
-        if record.value < threshold:  # False for NaN; -inf is no rate.
-            known = previous_step is not None and previous_step < record.step
-            stalls.append(
-                Stall(previous_step if known else None, record.step, record.value)
-            )
-        previous_step = record.step
-    return stalls
+def low_records(intervals: Intervals, threshold: float) -> List[LowRecord]:
+    """The records below `threshold`, with the steps they cover."""
+    with np.errstate(invalid="ignore"):
+        low = intervals.select(intervals.rates < threshold)  # False for NaN.
+    return [
+        LowRecord(i.from_step if i.steps is not None else None, i.step, i.rate)
+        for i in low
+    ]
 
 
 def summarize_runs(runs: Sequence[Run]) -> List[TagSummary]:
@@ -139,9 +164,48 @@ def summarize_runs(runs: Sequence[Run]) -> List[TagSummary]:
     `global_step/sec`, other rates, extras."""
     summaries: List[TagSummary] = []
     for run in runs:
+        baselines = baseline_steps(run.scalars)
         tags = sorted((t for t in run.scalars if is_reported_tag(t)), key=tag_order)
-        summaries.extend(summarize_tag(run.name, t, run.scalars[t]) for t in tags)
+        summaries.extend(
+            summarize_tag(run.name, t, run.scalars[t], baselines) for t in tags
+        )
     return summaries
+
+
+def input_share(run: Run) -> Optional[InputShare]:
+    """The run's input share (`time_frac/input` weighted by each record's
+    training seconds), or None where not recorded.
+
+    The weights come from the rate records at the same steps (of
+    `global_step/sec`, else the first rate tag); records without one count
+    with equal weight where none has one.
+    """
+    fracs = [r for r in run.scalars.get(INPUT_FRAC_TAG, []) if math.isfinite(r.value)]
+    if not fracs:
+        return None
+    rate_tags = sorted((t for t in run.scalars if is_rate_tag(t)), key=tag_order)
+    secs: Dict[int, float] = {}
+    if rate_tags:
+        intervals = measured_intervals(
+            run.scalars[rate_tags[0]], baseline_steps(run.scalars)
+        )
+        counted = intervals.select(intervals.counted)
+        secs = dict(zip(counted.steps_at.tolist(), counted.secs.tolist()))
+    weighted = [(r.value, secs[r.step]) for r in fracs if r.step in secs]
+    if weighted:
+        total = sum(w for _, w in weighted)
+        share = sum(v * w for v, w in weighted) / total
+        return InputShare(run.name, share, len(weighted))
+    return InputShare(run.name, sum(r.value for r in fracs) / len(fracs), len(fracs))
+
+
+def _fallback_notices(runs: Sequence[Run]) -> List[str]:
+    """One notice per run that has rate records but no `baseline_step`."""
+    return [
+        fallback_notice(run.name) for run in runs
+        if baseline_steps(run.scalars) is None
+        and any(is_rate_tag(t) for t in run.scalars)
+    ]
 
 
 class Report(ReportData):
@@ -166,7 +230,8 @@ def load_report(
         baseline: A run's name: every other run's rates are compared with
             its (`compare`), in `Report.comparisons`.
         from_step: Leave out the records that measure steps before it
-            (warm-up) from the comparisons and the slowdowns.
+            (warm-up) from the comparisons and the slowdowns; without it,
+            each run's first record is left out of them.
 
     Raises:
         ReportError: `logdir` does not exist or cannot be read, or holds no
@@ -200,18 +265,20 @@ def load_report(
                 f"(its runs: {', '.join(scalars)}).",
                 read.notices,
             )
-        comparisons = compare_runs(scalars, summaries, baseline, from_step)
+        comparisons = compare_runs(scalars, baseline, from_step)
+    shares = [input_share(run) for run in runs]
     return Report(
         logdir=logdir,
         runs=scalars,
         summaries=summaries,
         sections=sections.summarize_sections(runs),
         sources={run.name: run for run in runs},
-        notices=read.notices,
+        notices=read.notices + _fallback_notices(runs),
         baseline=baseline,
         from_step=from_step,
         comparisons=comparisons,
         slowdowns=find_slowdowns(scalars, from_step),
+        input_shares=[share for share in shares if share is not None],
     )
 
 

@@ -15,11 +15,12 @@ from keras_stepcounter.tools.sections import Sections
 
 
 @dataclass(frozen=True)
-class Stall:
-    """A record below `STALL_FRACTION` of its run's median.
+class LowRecord:
+    """A rate record below `LOW_FRACTION` of its run's median: slow, but
+    not a stall (only the watchdog measures stalls).
 
     The rate `value` was measured over the steps `from_step` to `step`
-    (`from_step` is None for a run's first record).
+    (`from_step` is None where the start is not known).
     """
 
     from_step: Optional[int]
@@ -39,7 +40,9 @@ class NonFinite:
 class TagSummary:
     """Statistics of one tag in one run (of its finite values: None if none).
 
-    `stalls` and `stall_threshold` are None where not checked.
+    `throughput` is steps over training seconds of the records whose steps
+    are known (`throughput.measured_intervals`), rates only.
+    `low_records` and `low_threshold` are None where not checked.
     """
 
     run: str
@@ -47,23 +50,32 @@ class TagSummary:
     records: int
     first_step: int
     last_step: int
+    throughput: Optional[float]
     median: Optional[float]
     p10: Optional[float]
     p90: Optional[float]
     min: Optional[float]
-    stall_threshold: Optional[float]
-    stalls: Optional[List[Stall]]
+    low_threshold: Optional[float]
+    low_records: Optional[List[LowRecord]]
     non_finite: List[NonFinite] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One run's rate against the baseline's, for one tag.
+    """One run's rate tag against the baseline's.
 
-    `ratio` is the run's median over the baseline's, of the records both
-    compare (`records`, `baseline_records`); `low` and `high` bound its 95%
-    bootstrap interval (None with too few records). `verdict` is
-    "faster", "slower" or "no difference".
+    `ratio` is the run's throughput over the baseline's (steps / training
+    seconds of the records compared: `records` and `baseline_records`;
+    `left_out` and `baseline_left_out` count the records after warm-up
+    that could not be counted: no known steps or no finite positive rate).
+    `low` and `high` bound its 95% interval (`confidence`), None where
+    declined: fewer than `confidence.MIN_EFFECTIVE` effective records
+    (`effective`, the lesser of the two runs'). `steady_ratio` is the ratio
+    of median rates (steady speed, stalls and slow records hardly count).
+    `stall_secs` is the watchdog's stalls in the compared window and
+    `stall_share` their share of its training seconds (the throughput they
+    cost). `verdict` is "faster", "slower", "no difference" or
+    "cannot tell".
     """
 
     run: str
@@ -71,35 +83,56 @@ class Comparison:
     baseline: str
     records: int
     baseline_records: int
-    median: Optional[float]
-    baseline_median: Optional[float]
+    left_out: int
+    baseline_left_out: int
+    throughput: Optional[float]
+    baseline_throughput: Optional[float]
     ratio: Optional[float]
     low: Optional[float]
     high: Optional[float]
+    effective: Optional[float]
+    steady_ratio: Optional[float]
+    stall_secs: float
+    stall_share: Optional[float]
+    baseline_stall_secs: float
+    baseline_stall_share: Optional[float]
     verdict: str
 
 
 @dataclass(frozen=True)
 class Slowdown:
-    """Where a run's rate dropped and stayed down.
+    """Where a run's rate dropped and stayed down: a step or a drift.
 
     The drop began after the record at `from_step` (the last one at the old
-    rate) and shows fully from the record at `step`. `ratio` is the median
-    after over the median before, `low` and `high` its 95% bootstrap
-    interval, over `records_before` and `records_after` records.
+    rate) and is complete at the record at `step` (the first at the new
+    rate; the next record after `from_step` for a step change). `ratio` is
+    the rate after over the rate before (the fitted levels), with
+    `records_before`, `records_during` and `records_after` records before,
+    on and after the ramp; `score` is the drop's CUSUM score (above
+    `slowdown.THRESHOLD`).
     """
 
     run: str
     tag: str
     from_step: int
     step: int
-    median_before: float
-    median_after: float
+    rate_before: float
+    rate_after: float
     ratio: float
-    low: float
-    high: float
+    score: float
     records_before: int
+    records_during: int
     records_after: int
+
+
+@dataclass(frozen=True)
+class InputShare:
+    """The share of a run's training seconds spent waiting for input
+    (`time_frac/input`, each record weighted by its rate record's seconds)."""
+
+    run: str
+    share: float
+    records: int
 
 
 @dataclass
@@ -124,3 +157,4 @@ class ReportData:
     from_step: Optional[int] = None
     comparisons: List[Comparison] = field(default_factory=list)
     slowdowns: List[Slowdown] = field(default_factory=list)
+    input_shares: List[InputShare] = field(default_factory=list)

@@ -21,10 +21,15 @@ wrong, so the report never does; it splits them, with a notice:
   files become runs of their own, named `<dir>#<event file>` after the
   first file of each (its name after `tfevents.`).
 
-Steps that go on in a new event file (a resumed training) stay one run, as
-do two files written at the same time with different tags (a
-`GraphStepCounter` and a `StepCounter` with another `tag=`, or Keras's
-`TensorBoard` callback beside the counter): nothing in them is averaged.
+Steps that go on in a new event file stay one run, and so does a training
+resumed from a checkpoint (restored above step 0) into the same directory,
+as TensorBoard draws it: its steps went back, but the counter marked the
+restore (a `baseline_step` above the run's first, or `goodput/rerun_steps`),
+and the steps run again are kept in `Run.reruns`. A new training from step
+0 is a new run (the ledger's lineage rule). Two files written at the same
+time with different tags (a `GraphStepCounter` and a `StepCounter` with
+another `tag=`, or Keras's `TensorBoard` callback beside the counter) stay
+one run too: nothing in them is averaged.
 
 Everything that could not be read, or was read only in part, becomes a
 one-line notice naming the file; the rest is still read.
@@ -32,6 +37,7 @@ one-line notice naming the file; the rest is still read.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 from dataclasses import dataclass, field
@@ -44,17 +50,33 @@ from keras_stepcounter.tools.events import (
     is_event_file_name,
     read_event_file,
 )
-from keras_stepcounter.tools.tags import STALL_SECS_TAG, is_recorder_tag
+from keras_stepcounter.tools.tags import (
+    BASELINE_STEP_TAG,
+    RERUN_STEPS_TAG,
+    STALL_SECS_TAG,
+    is_recorder_tag,
+)
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """Steps run again after a restore: training went back to `from_step`
+    having reached `to_step`."""
+
+    from_step: int
+    to_step: int
 
 
 @dataclass
 class Run:
-    """The scalars of one run, by tag, and the event files they came from."""
+    """The scalars of one run, by tag, the event files they came from, and
+    the steps it ran again after restores (`reruns`)."""
 
     name: str
     directory: str
     files: List[str] = field(default_factory=list)
     scalars: Dict[str, List[ScalarRecord]] = field(default_factory=dict)
+    reruns: List[Rerun] = field(default_factory=list)
 
 
 @dataclass
@@ -166,20 +188,29 @@ def _split_runs(
 def _stretches(
     directory: str, reads: Sequence[EventFileRead], restarts: List[str]
 ) -> List[Run]:
-    """One writer's records cut where a recorder tag's step goes back.
+    """One writer's records cut where a recorder tag's step goes back,
+    but where training was resumed (`_resumes`): that stays one run, with
+    the steps run again in `Run.reruns`.
 
     Each cut is described in `restarts`. The runs are not named yet.
     """
     stretches: List[Run] = [Run("", directory)]
     highest: Optional[int] = None
+    first_baseline: Optional[int] = None
     for path, tag, record in _in_time_order(reads):
+        if tag == BASELINE_STEP_TAG and first_baseline is None:
+            first_baseline = record.step
         if _counts_for_order(tag):
             if highest is not None and record.step < highest:
-                restarts.append(
-                    f"step {record.step} of {tag} in {os.path.basename(path)} "
-                    f"after step {highest}"
-                )
-                stretches.append(Run("", directory))
+                if _resumes(tag, record.step, first_baseline):
+                    stretches[-1].reruns.append(Rerun(record.step, highest))
+                else:
+                    restarts.append(
+                        f"step {record.step} of {tag} in {os.path.basename(path)} "
+                        f"after step {highest}"
+                    )
+                    stretches.append(Run("", directory))
+                    first_baseline = record.step if tag == BASELINE_STEP_TAG else None
                 highest = None
             highest = record.step if highest is None else max(highest, record.step)
         run = stretches[-1]
@@ -187,6 +218,23 @@ def _stretches(
         if path not in run.files:
             run.files.append(path)
     return stretches
+
+
+def _resumes(tag: str, step: int, first_baseline: Optional[int]) -> bool:
+    """Whether a record whose step went back marks a resumed training (the
+    ledger's lineage rule: restored above step 0) rather than a new one.
+
+    `goodput/rerun_steps` is written only when a fit resumes a run; a
+    `baseline_step` above the run's first one is a restore above step 0 (a
+    new training from step 0 takes its first baseline where the run did).
+    Files without either cannot tell, and are cut as a new run.
+    """
+    if tag == RERUN_STEPS_TAG:
+        return True
+    return (
+        tag == BASELINE_STEP_TAG and first_baseline is not None
+        and step > first_baseline
+    )
 
 
 def _first_time(run: Run) -> float:
@@ -215,14 +263,17 @@ class _Span:
 
 
 def _span(read: EventFileRead) -> Optional[_Span]:
-    ordered = [(tag, r) for tag, r in read.scalars if _counts_for_order(tag)]
-    if not ordered:
+    by_tag: Dict[str, List[ScalarRecord]] = {}
+    for tag, record in read.scalars:
+        if _counts_for_order(tag):
+            by_tag.setdefault(tag, []).append(record)
+    if not by_tag:
         return None
-    steps: Dict[str, Tuple[int, int]] = {}
-    for tag, record in ordered:
-        low, high = steps.get(tag, (record.step, record.step))
-        steps[tag] = (min(low, record.step), max(high, record.step))
-    times = [record.wall_time for _, record in ordered]
+    steps = {
+        tag: (min(r.step for r in records), max(r.step for r in records))
+        for tag, records in by_tag.items()
+    }
+    times = [r.wall_time for records in by_tag.values() for r in records]
     return _Span(min(times), max(times), steps)
 
 
@@ -283,12 +334,16 @@ def _in_time_order(
     Files written at the same time with different tags interleave as
     written; files written one after the other follow each other.
     """
+    if len(reads) == 1:  # Nothing to merge: the file's own order.
+        path = reads[0].path
+        return ((path, tag, record) for tag, record in reads[0].scalars)
     streams = [
         [(read.path, tag, record) for tag, record in read.scalars] for read in reads
     ]
     return heapq.merge(*streams, key=lambda item: item[2].wall_time)
 
 
+@functools.lru_cache(maxsize=4096)  # Asked once a record: a tag's answer is kept.
 def _counts_for_order(tag: str) -> bool:
     """Whether a tag's steps show the order of training.
 

@@ -23,7 +23,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from keras_stepcounter.tools.events import ScalarRecord
 from keras_stepcounter.tools.runs import Run
 from keras_stepcounter.tools.stats import finite, median, percentiles
-from keras_stepcounter.core.tags import BUCKET_TAGS, FRACTION_TAG, TOTAL_TAG
+from keras_stepcounter.core.tags import (
+    BUCKET_TAGS,
+    FRACTION_TAG,
+    INPUT_TAG,
+    STEP_TAG,
+    TOTAL_TAG,
+)
 from keras_stepcounter.tools.tags import (
     GOODPUT_PREFIX,
     RERUN_STEPS_TAG,
@@ -39,7 +45,12 @@ def _goodput_name(tag: str) -> str:
 
 
 # The ledger's buckets in the order of a fit; together they make the total.
-BUCKETS = tuple(_goodput_name(tag) for tag in BUCKET_TAGS)
+# Input wait (`input_stats=True`) is split off step time: shown right after it.
+_FIT_BUCKETS = [_goodput_name(tag) for tag in BUCKET_TAGS]
+if _goodput_name(INPUT_TAG) not in _FIT_BUCKETS:
+    _FIT_BUCKETS.insert(_FIT_BUCKETS.index(_goodput_name(STEP_TAG)) + 1,
+                        _goodput_name(INPUT_TAG))
+BUCKETS = tuple(_FIT_BUCKETS)
 TOTAL, FRACTION = _goodput_name(TOTAL_TAG), _goodput_name(FRACTION_TAG)
 
 

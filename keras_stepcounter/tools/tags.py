@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Tuple
 
 from keras_stepcounter.core.tags import (
+    BASELINE_STEP_TAG,
     DEFAULT_TAG,
     EXTRA_TAGS,
     RATE_SUFFIX,
     GOODPUT_PREFIX,
+    INPUT_FRAC_TAG,
     RERUN_STEPS_TAG,
     STALL_SECS_TAG,
     STEP_TIME_PREFIX,
@@ -22,6 +24,8 @@ from keras_stepcounter.core.tags import (
 )
 
 __all__ = [
+    "BASELINE_STEP_TAG",
+    "INPUT_FRAC_TAG",
     "RATE_SUFFIX",
     "EXTRA_TAGS",
     "GOODPUT_PREFIX",
