@@ -54,6 +54,7 @@ from keras_stepcounter.tools.tags import (
     BASELINE_STEP_TAG,
     RERUN_STEPS_TAG,
     STALL_SECS_TAG,
+    is_rate_tag,
     is_recorder_tag,
 )
 
@@ -282,7 +283,8 @@ def _overlap(a: _Span, b: _Span) -> Optional[str]:
     the same tag at the same steps; else None."""
     if not (a.first_time < b.last_time and b.first_time < a.last_time):
         return None
-    for tag in sorted(a.steps.keys() & b.steps.keys()):
+    # A rate tag first: the overlap a reader recognises.
+    for tag in sorted(a.steps.keys() & b.steps.keys(), key=lambda t: (not is_rate_tag(t), t)):
         low = max(a.steps[tag][0], b.steps[tag][0])
         high = min(a.steps[tag][1], b.steps[tag][1])
         if low <= high:
