@@ -22,6 +22,7 @@ from keras_stepcounter._step_readers import (
 from keras_stepcounter.core import checks as _checks
 from keras_stepcounter.custom_loops import CustomLoopMethods
 from keras_stepcounter.dashboard import DashboardTags
+from keras_stepcounter.input_wait import InputWaitMeter
 from keras_stepcounter.core.options import RecorderOptions
 from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
 from keras_stepcounter.core.recorder import Recorder
@@ -145,6 +146,18 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             and below the last step read by the latest run that wrote to
             `output_dir` (its lineage index, `stepcounter.lineage.json`;
             after a kill short by fewer than `every_n_steps`).
+        input_stats: In `fit`, measure how long the steps wait for their
+            next batch: `time_frac/input` at each record whose interval
+            was measured (the share of its training time), and with
+            `goodput`, the ledger's `goodput/input_secs` apart from
+            `step_secs`. Every wait is measured on JAX; on TensorFlow and
+            tf_keras short profiler windows sample it (the first early in
+            each fit, then as often as costs at most 0.4% of the fit;
+            `keras_stepcounter.input_wait`). A wait of at least the stall
+            threshold is a stall, not input. Where it cannot be measured
+            (the torch backend, Keras before 3.7 on JAX) it warns once and
+            writes nothing. A custom loop times its input with
+            `timed_iter` instead.
 
     Example:
 
@@ -189,13 +202,16 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         step_time_stats: bool = False,
         stall_secs: Any = None,
         goodput: bool = False,
+        input_stats: bool = False,
     ) -> None:
         super().__init__()
         self._settings = dict(locals())
         self._settings.pop("self")
         self._settings.pop("__class__", None)
         options = RecorderOptions.pick(self._settings)
-        for name in ("pause_between_epochs", "epoch_logs", "step_time_stats", "goodput"):
+        for name in (
+            "pause_between_epochs", "epoch_logs", "step_time_stats", "goodput", "input_stats",
+        ):
             _checks.check_bool(name, self._settings[name])
         self._clock = clock = _NEW_COUNTER_CLOCK.get()
         stall_secs = check_stall_secs(stall_secs)
@@ -207,13 +223,20 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             SecondOrStepTimer(options.every_n_secs, options.every_n_steps, clock), options
         )
         self._tag = tag
+        # input_stats: the waits for the next batch inside fit's steps.
+        self._input_meter = InputWaitMeter(clock) if input_stats else None
         self._epoch_logs = epoch_logs
         self._writes = True  # This process writes (decided at each run).
         self._output_dir = check_writer_arguments(output_dir, summary_writer)
         self._writer = make_sink(
             self._output_dir,
             summary_writer,
-            DashboardTags.of(options, step_time_stats=step_time_stats, goodput=goodput),
+            DashboardTags.of(
+                options,
+                step_time_stats=step_time_stats,
+                goodput=goodput,
+                input_stats=input_stats,
+            ),
         )
         self._recorder = Recorder(
             rates,
@@ -225,6 +248,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             step_time_stats=step_time_stats,
             stall_secs=stall_secs,
             goodput=goodput,
+            input_meter=self._input_meter,
             where=self._output_dir or "",
         )
         # The per-batch call goes straight to the recorder: no extra frame
@@ -243,6 +267,8 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
 
     def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
         self._begin_run(self._step_source or iterations_reader(self.model))
+        if self._input_meter is not None and self._writes:
+            self._input_meter.attach(self.model)
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         pass  # Steps start at the epoch's first batch (on_train_batch_begin).

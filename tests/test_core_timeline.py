@@ -129,13 +129,15 @@ def test_work_is_recorder_time_unless_steps_are_paused():
     assert ledger[FRACTION_TAG] == 0.75 / 6.0
 
 
-def test_input_is_its_own_bucket_when_measured():
-    timeline = Timeline(measures_input=True)
+def test_input_is_its_measured_share_of_the_step_time():
+    timeline = Timeline()
     timeline.begin_run(0.0)
-    _epoch(timeline, 0.0, 8, first_step=1)  # 2.0
-    timeline.waited_for_input(1.0)
-    ledger = timeline.end_run(2.0, 2.0)
-    assert ledger[INPUT_TAG] == 1.0 and ledger[STEP_TAG] == 0.75
+    end = _epoch(timeline, 0.0, 9, first_step=1)  # 2.25: startup 0.25, steps 2.0.
+    timeline.stall(1.0, 1.5)
+    timeline.input_share = 0.25
+    ledger = timeline.end_run(end, end)
+    assert ledger[INPUT_TAG] == 0.25 * 1.5 and ledger[STEP_TAG] == 0.75 * 1.5
+    assert ledger[STALL_TAG] == 0.5
     assert INPUT_TAG not in Timeline().end_run(1.0, 1.0)  # Never a made-up zero.
 
 

@@ -13,6 +13,7 @@ of its own that it asks:
 * `StepTimes`: per-step times for `step_time/*`;
 * `Sections`: timed blocks for `time_frac/*`, in the timeline's training
   time;
+* `InputShare`: the input wait's share (`input_stats=True`), from a meter;
 * `StallWatchdog`: the thread that warns while no step ends;
 * the sink: where records go (`writer/`).
 
@@ -29,6 +30,7 @@ import threading
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from keras_stepcounter.core import notebook
+from keras_stepcounter.core.input_share import InputMeter, InputShare
 from keras_stepcounter.core.ledger_table import ledger_table, summary_line
 from keras_stepcounter.core.rates import RateTracker, ScalarSink, log_rate, tf_logger
 from keras_stepcounter.core.run_source import RunSource
@@ -79,12 +81,6 @@ class RecordSink(ScalarSink, Protocol):
     def reached(self, step: int) -> None: ...
 
     def flush(self) -> None: ...
-
-
-class InputMeter(Protocol):
-    """Measures waits for the next batch inside the step (`input_stats`)."""
-
-    def input_secs(self, start: float, end: float, shorter_than: float) -> Optional[float]: ...
 
 
 class Recorder:
@@ -147,9 +143,9 @@ class Recorder:
         self._count_fn = count_fn
         self._time_to_first_step = time_to_first_step
         self._goodput = goodput
-        self._input_meter = input_meter
+        self._input = None if input_meter is None else InputShare(input_meter)
         self._where = where
-        self._timeline = Timeline(pause_between_epochs, measures_input=input_meter is not None)
+        self._timeline = Timeline(pause_between_epochs)
         self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
         self.step_times = StepTimes() if step_time_stats else None
@@ -208,8 +204,10 @@ class Recorder:
         self._calls_before_first_step = 0
         self._idle = self._steps_running = False
         self._short_call_seen = False
-        self._input_start = now
-        self._interval_input: Optional[float] = None
+        self._interval_start = now  # In the clock, and in training time.
+        self._interval_training_start = 0.0
+        if self._input is not None:
+            self._input.begin_run()
         self.stretch_rate = None
         self.typical_step_secs = None
         self.sections.clear(self.training_now())
@@ -352,8 +350,11 @@ class Recorder:
         self._leave_run()
 
     def _finish(self, t: float) -> None:
-        if self._input_meter is not None and self._timeline.first_end is not None:
-            self._book_input(self._last_end)
+        if self._input is not None:
+            if self._timeline.first_end is not None:  # The tail after the last record.
+                self._input_share(self._last_end)
+                self._timeline.input_share = self._input.run_share()
+            self._input.meter.detach()
         ledger = self._timeline.end_run(t, self._last_end)
         if self._watchdog is not None:
             self._watchdog.stop()
@@ -468,11 +469,10 @@ class Recorder:
         if self.step_times is not None:
             scalars.update(self.step_times.summary() or {})
         scalars.update(self.sections.fractions(seconds, training_end))
-        if self._input_meter is not None:
-            self._book_input(self._last_end)
-            waited, self._interval_input = self._interval_input, None
-            if waited is not None:
-                scalars[INPUT_FRAC_TAG] = min(1.0, waited / seconds)
+        if self._input is not None:
+            share = self._input_share(self._last_end)
+            if share is not None:
+                scalars[INPUT_FRAC_TAG] = share
         self._stall_after = stall_threshold(self._stall_setting, self.typical_step_secs)
         return scalars
 
@@ -500,13 +500,14 @@ class Recorder:
         """A new record interval starts (after a record or a baseline)."""
         if self.step_times is not None:
             self.step_times.clear()
-        self.sections.clear(self.training_now())
+        self._interval_start = self._last_end
+        self._interval_training_start = self.training_now(self._last_end)
+        self.sections.clear(self._interval_training_start)
 
     def _stalled(self, start: float, end: float, step: int) -> None:
         """No step ended from `start` to `end` for at least the threshold."""
-        if self._input_meter is not None:  # Its waits are the stall's.
-            self._book_input(start)
-            self._input_start = end
+        if self._input is not None:  # Its waits are the stall's.
+            self._input.stalled(start, end)
         self._timeline.stall(start, end)
         if self._watchdog is not None:
             self._write(step, {STALL_SECS_TAG: end - start})
@@ -627,16 +628,14 @@ class Recorder:
         except Exception as error:  # A counting bug must not stop training.
             self._warnings.count_fn_failed(error)
 
-    def _book_input(self, until: float) -> Optional[float]:
-        """Input waits since the last booking, up to `until`, onto the
-        timeline; returns their seconds, or None where not measured."""
-        assert self._input_meter is not None
-        start, self._input_start = self._input_start, until
-        waited = self._input_meter.input_secs(start, until, self._stall_after)
-        if waited is not None:
-            self._timeline.waited_for_input(waited)
-            self._interval_input = (self._interval_input or 0.0) + waited
-        return waited
+    def _input_share(self, end: float) -> Optional[float]:
+        """The input wait's share of the interval since the last record (or
+        baseline) up to the clock time `end`, or None where not measured."""
+        assert self._input is not None
+        training = self.training_now(end) - self._interval_training_start
+        return self._input.interval_share(
+            self._interval_start, end, training, self._stall_after
+        )
 
     def _warn_if_own_work_is_large(self, now: float) -> None:
         if self._own_work_warned:

@@ -33,7 +33,8 @@ one, so a second is the same kind of second for all of them:
   shows in `step_time/max`); the ledger books it as `stall`, never as
   `step`.
 - Input: waits for the next batch shorter than the stall threshold
-  (`input_stats=True`): training time, booked as `input`.
+  (`input_stats=True`): training time, booked as `input`, the measured
+  share of the steps' time (`input_share`, from `InputShare`).
 
 The recorder tells the timeline each moment with its time; none of them
 can overlap another (a gap starts where the last step, pause or piece of
@@ -83,9 +84,8 @@ class Timeline:
     ```
     """
 
-    def __init__(self, pause_between_epochs: bool = True, measures_input: bool = False) -> None:
+    def __init__(self, pause_between_epochs: bool = True) -> None:
         self.pauses_epochs = pause_between_epochs
-        self.measures_input = measures_input
         self.begin_run(0.0)
 
     # Moments, in the training thread's order. -----------------------------
@@ -99,7 +99,10 @@ class Timeline:
         self._paused_since: Optional[float] = None
         self._excluded = 0.0  # Pauses and own work so far.
         self._excluded_at_first_end = 0.0
-        self._boundary = self._recorder = self._stalls = self._input = 0.0
+        self._boundary = self._recorder = self._stalls = 0.0
+        # The share of step time spent waiting for input, where measured
+        # (`input_stats=True`); None: no `input` bucket, never a made-up zero.
+        self.input_share: Optional[float] = None
         # The epoch's rate: where the current stretch of steps started and
         # the last one ended, in training time.
         self._stretch_start: Optional[float] = None
@@ -140,11 +143,6 @@ class Timeline:
         """No step ended from `start` to `end`, for at least the threshold."""
         if end > start:
             self._stalls += end - start
-
-    def waited_for_input(self, seconds: float) -> None:
-        """Steps waited `seconds` for their input (waits shorter than the
-        stall threshold: a longer one is a stall)."""
-        self._input += seconds
 
     def pause(self, at: float, epoch_end: bool = True) -> bool:
         """Steps stop from `at`, the end of the last batch: an epoch boundary
@@ -219,8 +217,10 @@ class Timeline:
             other = total - recorder
         else:
             startup = self.first_end - self.run_begin - self._excluded_at_first_end
-            stall, waited, other = self._stalls, self._input, 0.0
-            step = total - startup - boundary - recorder - stall - waited
+            stall, other = self._stalls, 0.0
+            steps = total - startup - boundary - recorder - stall
+            waited = steps * (self.input_share or 0.0)
+            step = steps - waited
         ledger = {
             TOTAL_TAG: total,
             STARTUP_TAG: startup,
@@ -233,6 +233,6 @@ class Timeline:
             # 0 rather than absent for an empty run: the tags stay one set.
             FRACTION_TAG: step / total if total > 0 else 0.0,
         }
-        if not self.measures_input:  # Never a made-up zero.
+        if self.input_share is None:  # Never a made-up zero.
             del ledger[INPUT_TAG]
         return ledger
