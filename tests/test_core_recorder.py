@@ -415,3 +415,22 @@ def test_slow_writes_are_own_work_warned_once_with_the_share(fake_clock, tf_log)
         "which then overstate what the job gets: record less often (every_n_steps), "
         "or write to a faster disk."
     ]
+
+
+def test_a_paused_block_mid_epoch_keeps_the_epochs_batch_count(fake_clock):
+    # A callback's paused() block in the middle of an epoch: after the
+    # epoch's 10th batch the watchdog still knows the epoch is over (what
+    # follows until the next hook is boundary time, never awaited as a step).
+    steps = Steps()
+    recorder, sink, watchdog = _stall_recorder(fake_clock, steps)  # 1 batch run.
+    recorder._source = RunSource(read=steps, batches_per_epoch=10)
+    run_batches(recorder, steps, fake_clock, 4)
+    assert recorder.pause_steps(epoch_end=False)
+    fake_clock.advance(5.0)
+    recorder.begin_steps()
+    run_batches(recorder, steps, fake_clock, 4)
+    assert recorder._progress() is not None  # The 10th batch is still to come.
+    run_batches(recorder, steps, fake_clock, 1)
+    assert recorder._progress() is None
+    fake_clock.advance(3.0)
+    assert not watchdog.poll()

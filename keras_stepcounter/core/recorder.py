@@ -272,8 +272,6 @@ class Recorder:
             self._last_end = now
         self._timeline.begin_steps(now)
         self.stretch_rate = None
-        self._epoch_calls_read = 0
-        self._short_call_seen = False
         self._arm_deadline()
 
     def _read_run_start(self) -> bool:
@@ -324,7 +322,7 @@ class Recorder:
             return
         self._reweigh_a_short_last_call()
         self._note_read(step)
-        self._epoch_calls_read = 0
+        self._epoch_calls_read, self._short_call_seen = 0, False  # The next epoch's.
         self.stretch_rate = self._timeline.epoch_rate(step)
         if self.writing:
             started = self._clock()
