@@ -256,10 +256,6 @@ class Recorder:
     def idle(self) -> bool:
         return self._idle
 
-    @property
-    def in_run(self) -> bool:
-        return self._read is not None
-
     def begin_steps(self) -> None:
         """Training steps start (an epoch's first batch, or a loop's start)."""
         if self._steps_running or self._read is None or self._idle:  # Every batch.

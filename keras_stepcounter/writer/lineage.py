@@ -108,8 +108,14 @@ def update_index(descriptor: int, start_step: int, last_step: int) -> None:
 
 
 def _index_text(start_step: int, last_step: int) -> str:
-    text = json.dumps({"format": FORMAT, "start_step": start_step, "last_step": last_step})
-    return text.ljust(INDEX_BYTES)
+    # The JSON `json.dumps` would give, formatted directly: a record pays
+    # for it.
+    return _INDEX_TEMPLATE.format(start_step, last_step).ljust(INDEX_BYTES)
+
+
+_INDEX_TEMPLATE = (
+    '{{"format": "' + FORMAT + '", "start_step": {:d}, "last_step": {:d}}}'
+)
 
 
 def _replace_local(temp: str, path: str, text: str) -> None:
