@@ -163,6 +163,7 @@ class Recorder:
             clock=clock,
         )
         if self.step_times is not None:  # Chosen once, not per batch.
+            self._add_step_time = self.step_times.add
             self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
         self.writing = True
         self.typical_step_secs: Optional[float] = None
@@ -412,7 +413,7 @@ class Recorder:
             and now < self._deadline
             and now - last < self._stall_after
         ):
-            self.step_times.add(now - last, self._steps_per_call)  # type: ignore[union-attr]
+            self._add_step_time(now - last, self._steps_per_call)
             return
         self._at_read(last)
 
