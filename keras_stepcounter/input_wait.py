@@ -1,0 +1,593 @@
+"""The input wait inside `fit`: how long each step waited for its batch.
+
+Keras fetches the next batch inside the step it runs, where the batch hooks
+cannot see it: in the compiled `train_function` on TensorFlow (the
+`IteratorGetNext` op) and in Python inside `train_function(state, iterator)`
+on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
+`fit` and measures every wait it can see, in the counter's clock:
+
+* Keras 3 on JAX (3.7 and later): the wrapper hands Keras a proxy of the
+  iterator that times each `next()`. Every wait is seen, at the cost of two
+  clock reads a batch; nothing is sampled.
+* Keras 3 on TensorFlow, and tf_keras: the wait is an op inside the
+  compiled function, so the meter samples. It runs TensorFlow's profiler
+  (`tf.profiler.experimental.start`/`stop`, into a temporary directory) for
+  a window of `window_calls` calls of `train_function` and reads the time
+  spent in `IteratorGetNextOp::DoCompute` from the XPlane protos the
+  profiler writes. The first window starts at call `FIRST_WINDOW_CALL` of
+  each `fit` (after tracing); the next one once the fit has run long
+  enough that the windows cost at most `cost_budget` of its time (1%
+  by default; see `InputWaitMeter`). `cost_budget=None` turns sampling
+  off: windows follow each other for the whole fit (the profiler's cost,
+  about 15% of a millisecond step, all along).
+
+Where neither works (Keras 3.5 and 3.6 on JAX, which fetch the batch in
+the epoch loop; the torch backend; a step with no `IteratorGetNext` op in
+its profile, such as a multi-device input), the meter says so once and
+measures nothing: `waits_between` returns None, never a made-up zero.
+
+Example:
+
+    >>> import time
+    >>> meter = InputWaitMeter(time.perf_counter)
+    >>> meter.waits_between(0.0, 1.0) is None  # nothing attached: not measured
+    True
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+__all__ = [
+    "COST_BUDGET",
+    "FIRST_WINDOW_CALL",
+    "IN_WINDOW_SLOWDOWN",
+    "InputWaitMeter",
+    "InputWaits",
+    "WAIT_EVENT",
+    "WINDOW_CALLS",
+    "read_waits",
+]
+
+Clock = Callable[[], float]
+Span = Tuple[float, float]
+
+# TensorFlow's logger, as the counter's other warnings (core/rates.py).
+_logger = logging.getLogger("tensorflow")
+
+# The sampling defaults (TensorFlow): each is also an `InputWaitMeter`
+# argument. A window of 30 calls gives a share within a few points on a
+# millisecond step; call 10 is past the tracing of the first calls, so a
+# fit of a few hundred steps gets its window.
+WINDOW_CALLS = 30
+FIRST_WINDOW_CALL = 10
+COST_BUDGET = 0.01
+# The profiler slows the steps inside a window (about 10-20% on a
+# millisecond CPU step, measured in benchmarks/input_wait.py); the meter
+# books this share of each window's length as its cost, on top of the
+# start, stop and parse it times itself.
+IN_WINDOW_SLOWDOWN = 0.25
+# The op whose `DoCompute` blocks until the next element is ready: the
+# input wait of one step, as TensorFlow's own input-pipeline analyzer reads it.
+WAIT_EVENT = "IteratorGetNextOp::DoCompute"
+# The first Keras whose JAX trainer calls `next(iterator)` inside
+# `train_function` (3.5 and 3.6 fetch in the epoch loop, out of reach).
+_JAX_ITERATOR_KERAS = (3, 7)
+
+
+@dataclass(frozen=True)
+class InputWaits:
+    """What the meter measured inside one clock interval.
+
+    Args:
+        measured: the clock spans inside the interval the meter measured
+            (the whole interval on JAX; the profiler windows on TensorFlow).
+        waits: each wait for a batch inside `measured`, clipped to it.
+
+    Example:
+        >>> waits = InputWaits(measured=((0.0, 1.0),), waits=((0.2, 0.5),))
+        >>> round(waits.share, 3)
+        0.3
+    """
+
+    measured: Tuple[Span, ...]
+    waits: Tuple[Span, ...]
+
+    @property
+    def measured_secs(self) -> float:
+        """Seconds of the interval that were measured."""
+        return sum(end - start for start, end in self.measured)
+
+    @property
+    def wait_secs(self) -> float:
+        """Seconds of the measured time spent waiting for input."""
+        return sum(end - start for start, end in self.waits)
+
+    @property
+    def share(self) -> float:
+        """`wait_secs / measured_secs` (0 when nothing was measured)."""
+        measured = self.measured_secs
+        return self.wait_secs / measured if measured > 0 else 0.0
+
+
+class _SpanList:
+    """Sorted, non-overlapping clock spans, with clipped look-ups."""
+
+    def __init__(self) -> None:
+        self._starts: List[float] = []
+        self._ends: List[float] = []
+
+    def add(self, start: float, end: float) -> None:
+        # Spans come in time order; one that starts before the last ends
+        # (a coarse clock) is merged rather than stored overlapping.
+        if self._ends and start < self._ends[-1]:
+            self._ends[-1] = max(self._ends[-1], end)
+            return
+        self._starts.append(start)
+        self._ends.append(end)
+
+    def close_last(self, end: float) -> None:
+        """Ends the last span (an open one, stored with an infinite end)."""
+        if self._ends and self._ends[-1] == float("inf"):
+            self._ends[-1] = max(end, self._starts[-1])
+
+    def inside(self, start: float, end: float) -> List[Span]:
+        """The spans overlapping [start, end], clipped to it."""
+        first = bisect.bisect_right(self._ends, start)
+        clipped = []
+        for index in range(first, len(self._starts)):
+            span_start = self._starts[index]
+            if span_start >= end:
+                break
+            clipped.append((max(span_start, start), min(self._ends[index], end)))
+        return [span for span in clipped if span[1] > span[0]]
+
+    def discard_before(self, time_point: float) -> None:
+        keep = bisect.bisect_right(self._ends, time_point)
+        del self._starts[:keep], self._ends[:keep]
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+
+def _intersect(spans: Sequence[Span], within: Sequence[Span]) -> List[Span]:
+    """Each span of `spans` clipped to the spans of `within` (both sorted)."""
+    result = []
+    for start, end in spans:
+        for within_start, within_end in within:
+            clipped = (max(start, within_start), min(end, within_end))
+            if clipped[1] > clipped[0]:
+                result.append(clipped)
+    return result
+
+
+class _TimedIterator:
+    """Passes batches through, timing each `next()` (the JAX wait)."""
+
+    def __init__(self, iterator: Iterator[Any], meter: "InputWaitMeter") -> None:
+        self._iterator = iterator
+        self._meter = meter
+
+    def __iter__(self) -> "_TimedIterator":
+        return self
+
+    def __next__(self) -> Any:
+        clock = self._meter.clock
+        start = clock()
+        batch = next(self._iterator)  # StopIteration ends the epoch: no wait.
+        self._meter._waits.add(start, clock())
+        return batch
+
+
+class _TrainFunctionWrapper:
+    """Stands in for `model.train_function` while a meter is attached.
+
+    `fit` looks the attribute up at every call (Keras 3 on every backend,
+    tf_keras), so an instance attribute set at `on_train_begin` is the
+    function it runs; `detach` puts the original back.
+    """
+
+    def __init__(self, original: Callable[..., Any], meter: "InputWaitMeter") -> None:
+        self.original = original
+        self._meter = meter
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._meter._call(self.original, args, kwargs)
+
+
+def _xplane_pb2() -> Any:
+    """TensorFlow's XPlane protos (a private module: no public path reads a
+    profile; tests/test_input_wait.py fails if it moves)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    return xplane_pb2
+
+
+def read_waits(profile_dir: str) -> Optional[List[Tuple[int, int]]]:
+    """The `IteratorGetNextOp::DoCompute` events of a profile, in wall-clock ns.
+
+    Args:
+        profile_dir: the `logdir` given to `tf.profiler.experimental.start`.
+
+    Returns:
+        `(start_ns, end_ns)` of each event, sorted, in `time.time_ns()`'s
+        clock; None when the directory holds no profile.
+
+    Example:
+        >>> read_waits("/nonexistent") is None
+        True
+    """
+    files = sorted(glob.glob(os.path.join(profile_dir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not files:
+        return None
+    xplane_pb2 = _xplane_pb2()
+    waits: List[Tuple[int, int]] = []
+    for path in files:
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as file:
+            space.ParseFromString(file.read())
+        waits.extend(_space_waits(space))
+    return sorted(waits)
+
+
+def _space_waits(space: Any) -> List[Tuple[int, int]]:
+    # Line timestamps are relative to the session's start, which the
+    # "Task Environment" plane holds as `profile_start_time` (wall ns).
+    start_ns = 0
+    for plane in space.planes:
+        names = {key: meta.name for key, meta in plane.stat_metadata.items()}
+        for stat in plane.stats:
+            if names.get(stat.metadata_id) == "profile_start_time":
+                start_ns = int(stat.uint64_value)
+    waits = []
+    for plane in space.planes:
+        ids = {key for key, meta in plane.event_metadata.items() if meta.name == WAIT_EVENT}
+        if not ids:
+            continue
+        for line in plane.lines:
+            base_ns = start_ns + line.timestamp_ns
+            for event in line.events:
+                if event.metadata_id in ids:
+                    begin = base_ns + event.offset_ps // 1000
+                    waits.append((begin, begin + event.duration_ps // 1000))
+    return waits
+
+
+class InputWaitMeter:
+    """Measures the input wait of each step of a `fit`, in the counter's clock.
+
+    Attach it at `on_train_begin` (in the training thread), detach it when
+    the fit ends or raised; ask `waits_between(start, end)` for the waits
+    inside a clock interval.
+
+    Args:
+        clock: the counter's monotonic clock, in seconds (`time.perf_counter`).
+            On TensorFlow the profiler's wall-clock times are mapped onto it,
+            so it must tick with real time there.
+        window_calls: `train_function` calls per profiler window
+            (TensorFlow); default `WINDOW_CALLS`.
+        first_window_call: the call of each fit (1-based) that opens the
+            first window; default `FIRST_WINDOW_CALL`.
+        cost_budget: the share of the fit's time the windows may cost
+            (TensorFlow): after a window that cost C seconds (its start,
+            stop and parse, plus `IN_WINDOW_SLOWDOWN` of its length), the
+            next opens C / cost_budget seconds later. None: no sampling,
+            windows back to back. Default `COST_BUDGET` (1%).
+
+    Raises:
+        TypeError: `clock` is not callable.
+        ValueError: `window_calls` or `first_window_call` is not a positive
+            integer, or `cost_budget` is not in (0, 1].
+
+    Example:
+        >>> import time
+        >>> meter = InputWaitMeter(time.perf_counter, window_calls=20)
+        >>> meter.detach()  # idempotent, also when never attached
+    """
+
+    def __init__(
+        self,
+        clock: Clock = time.perf_counter,
+        *,
+        window_calls: int = WINDOW_CALLS,
+        first_window_call: int = FIRST_WINDOW_CALL,
+        cost_budget: Optional[float] = COST_BUDGET,
+    ) -> None:
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        for name, value in (("window_calls", window_calls), ("first_window_call", first_window_call)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if cost_budget is not None and (
+            isinstance(cost_budget, bool)
+            or not isinstance(cost_budget, (int, float))
+            or not 0 < cost_budget <= 1
+        ):
+            raise ValueError(f"cost_budget must be in (0, 1] or None, got {cost_budget!r}")
+        self.clock = clock
+        self.window_calls = window_calls
+        self.first_window_call = first_window_call
+        self.cost_budget = cost_budget
+        self._waits = _SpanList()
+        self._measured = _SpanList()
+        self._model: Any = None
+        self._wrapper: Optional[_TrainFunctionWrapper] = None
+        self._mode: Optional[str] = None  # "jax" or "profiler" while attached
+        self._warned = False
+        # Profiler sampling (TensorFlow).
+        self._calls = 0
+        self._next_window_at: Optional[float] = None  # clock time; None: by call
+        self._window: Optional[_Window] = None
+
+    # -- public ---------------------------------------------------------
+
+    def attach(self, model: Any) -> bool:
+        """Starts measuring `model`'s next `fit` (call at `on_train_begin`).
+
+        Args:
+            model: the Keras model being fitted; its `train_function` must
+                be made (Keras makes it before `on_train_begin`).
+
+        Returns:
+            True when this backend can be measured; False (after one warning
+            per meter, saying why) when it cannot.
+        """
+        self.detach()
+        mode, reason = _mode_for(model)
+        if mode is None:
+            self._warn(reason)
+            return False
+        original = _unwrapped(model.train_function)
+        self._wrapper = _TrainFunctionWrapper(original, self)
+        model.train_function = self._wrapper
+        self._model, self._mode = model, mode
+        self._calls, self._next_window_at = 0, None
+        if mode == "jax":
+            self._measured.add(self.clock(), float("inf"))
+        return True
+
+    def detach(self) -> None:
+        """Stops measuring and puts `model.train_function` back (idempotent;
+        stops an open profiler window without reading it)."""
+        if self._window is not None:
+            self._window.abandon()
+            self._window = None
+        if self._mode == "jax":
+            self._measured.close_last(self.clock())
+        model, wrapper = self._model, self._wrapper
+        self._model = self._wrapper = self._mode = None
+        if model is not None and wrapper is not None:
+            # Only our own wrapper is taken off: a train_function that Keras
+            # (make_train_function(force=True)) or the user set since stays.
+            if getattr(model, "train_function", None) is wrapper:
+                model.train_function = wrapper.original
+
+    def waits_between(self, start: float, end: float) -> Optional[InputWaits]:
+        """The measured time and the input waits inside [start, end].
+
+        Args:
+            start: the interval's start, in the meter's clock.
+            end: its end.
+
+        Returns:
+            None when no part of the interval was measured (TensorFlow: no
+            profiler window in it; or the backend cannot be measured);
+            otherwise `InputWaits`, whose `waits` may be empty.
+        """
+        measured = self._measured.inside(start, end)
+        if not measured:
+            return None
+        waits = _intersect(self._waits.inside(start, end), measured)
+        return InputWaits(measured=tuple(measured), waits=tuple(waits))
+
+    def discard_before(self, time_point: float) -> None:
+        """Forgets the spans that ended by `time_point` (bounds the memory
+        of a long fit: the JAX path keeps one wait a batch)."""
+        self._waits.discard_before(time_point)
+        self._measured.discard_before(time_point)
+
+    # -- the wrapped train_function ------------------------------------
+
+    def _call(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
+        if self._mode == "jax":
+            return self._call_jax(original, args, kwargs)
+        if self._mode == "profiler":
+            return self._call_profiled(original, args, kwargs)
+        return original(*args, **kwargs)
+
+    def _call_jax(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
+        # Keras >= 3.7 calls train_function(state, iterator).
+        if len(args) == 2 and hasattr(args[1], "__next__"):
+            return original(args[0], _TimedIterator(args[1], self), **kwargs)
+        self._stop_measuring(
+            "Keras on JAX called train_function without an iterator; the input wait is not measured"
+        )
+        return original(*args, **kwargs)
+
+    def _call_profiled(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
+        self._calls += 1
+        if self._window is None and self._window_due():
+            self._open_window()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            window = self._window
+            if window is not None:
+                window.calls += 1
+                if window.calls >= self.window_calls:
+                    self._close_window()
+
+    # -- profiler windows (TensorFlow) ---------------------------------
+
+    def _window_due(self) -> bool:
+        if self._next_window_at is None:
+            return self._calls >= self.first_window_call
+        return self.clock() >= self._next_window_at
+
+    def _open_window(self) -> None:
+        window = _Window.open(self.clock)
+        if window is None:  # Another profiler session runs: try later.
+            self._next_window_at = self.clock() + _RETRY_SECS
+            return
+        self._window = window
+
+    def _close_window(self) -> None:
+        window, self._window = self._window, None
+        assert window is not None
+        result = window.close()
+        if result is None:
+            self._stop_measuring("the profiler wrote no profile; the input wait is not measured")
+            return
+        span, waits, cost = result
+        if not waits:
+            # No IteratorGetNext in the step (a multi-device input...):
+            # zero would be made up.
+            self._stop_measuring(
+                f"no {WAIT_EVENT} in the profile of {window.calls} steps; "
+                "the input wait is not measured for this input"
+            )
+            return
+        self._measured.add(*span)
+        for wait in waits:
+            self._waits.add(*wait)
+        gap = 0.0 if self.cost_budget is None else cost / self.cost_budget
+        self._next_window_at = self.clock() + gap
+
+    # -- helpers --------------------------------------------------------
+
+    def _stop_measuring(self, reason: str) -> None:
+        self._warn(reason)
+        if self._window is not None:
+            self._window.abandon()
+            self._window = None
+        if self._mode == "jax":
+            self._measured.close_last(self.clock())
+        self._mode = "off"
+
+    def _warn(self, reason: str) -> None:
+        if not self._warned:
+            self._warned = True
+            _logger.warning("keras_stepcounter: input_stats: %s.", reason)
+
+
+# TensorFlow's default host tracing: it records the op events read here
+# (level 1 also did on TensorFlow 2.21, at no measurable saving).
+_HOST_TRACER_LEVEL = 2
+# After a failed start (another profiler session), the next try comes this
+# many seconds later.
+_RETRY_SECS = 10.0
+
+
+class _Window:
+    """One profiler session into a temporary directory."""
+
+    def __init__(self, clock: Clock, directory: str, began: float, cost: float) -> None:
+        self.clock = clock
+        self.directory = directory
+        self.began = began  # clock, after the profiler started
+        self.cost = cost  # seconds spent starting it
+        self.calls = 0
+        # The profiler's wall ns minus the clock's ns, read side by side.
+        self.wall_minus_clock_ns = time.time_ns() - int(clock() * 1e9)
+
+    @classmethod
+    def open(cls, clock: Clock) -> Optional["_Window"]:
+        import tensorflow as tf
+
+        before = clock()
+        directory = tempfile.mkdtemp(prefix="keras_stepcounter_input_")
+        options = tf.profiler.experimental.ProfilerOptions(
+            host_tracer_level=_HOST_TRACER_LEVEL, python_tracer_level=0, device_tracer_level=0
+        )
+        try:
+            tf.profiler.experimental.start(directory, options=options)
+        except tf.errors.AlreadyExistsError:  # The user's or TensorBoard's session.
+            shutil.rmtree(directory, ignore_errors=True)
+            return None
+        began = clock()
+        return cls(clock, directory, began, began - before)
+
+    def close(self) -> Optional[Tuple[Span, List[Span], float]]:
+        """Stops the profiler and reads it: (measured span, waits, cost)."""
+        import tensorflow as tf
+
+        ended = self.clock()
+        try:
+            tf.profiler.experimental.stop()
+            wall_waits = read_waits(self.directory)
+        except tf.errors.UnavailableError:  # Someone stopped our session.
+            return None
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if wall_waits is None:
+            return None
+        offset = self.wall_minus_clock_ns
+        waits = _intersect(
+            [((begin - offset) / 1e9, (end - offset) / 1e9) for begin, end in wall_waits],
+            [(self.began, ended)],
+        )
+        cost = self.cost + (self.clock() - ended) + IN_WINDOW_SLOWDOWN * (ended - self.began)
+        return (self.began, ended), waits, cost
+
+    def abandon(self) -> None:
+        import tensorflow as tf
+
+        try:
+            tf.profiler.experimental.stop(save=False)
+        except tf.errors.UnavailableError:  # Already stopped.
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _unwrapped(function: Any) -> Any:
+    # A wrapper a meter left behind (a fit that never detached) is not
+    # wrapped twice.
+    while isinstance(function, _TrainFunctionWrapper):
+        function = function.original
+    return function
+
+
+def _mode_for(model: Any) -> Tuple[Optional[str], str]:
+    """How this model's input wait is measured, or why it cannot be."""
+    if getattr(model, "train_function", None) is None:
+        return None, "the model has no train_function yet; the input wait is not measured"
+    backend, version = _backend_and_version(model)
+    if backend == "tensorflow":
+        return "profiler", ""
+    if backend == "jax":
+        if version >= _JAX_ITERATOR_KERAS:
+            return "jax", ""
+        return None, (
+            f"Keras {'.'.join(map(str, version))} on JAX fetches each batch outside "
+            "train_function (Keras 3.7 and later do not); the input wait is not measured"
+        )
+    return None, f"the input wait is not measured on the {backend} backend"
+
+
+def _backend_and_version(model: Any) -> Tuple[str, Tuple[int, ...]]:
+    module = type(model).__module__.split(".")[0]
+    if module == "tf_keras" or _is_tf_keras_model(model):
+        return "tensorflow", (2,)
+    import keras
+
+    return str(keras.backend.backend()), _version_tuple(keras.__version__)
+
+
+def _is_tf_keras_model(model: Any) -> bool:
+    return any(cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__)
+
+
+def _version_tuple(version: str) -> Tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)

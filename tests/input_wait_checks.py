@@ -1,0 +1,175 @@
+"""InputWaitMeter on real slow inputs in one Keras flavour; prints JSON.
+
+Not a test module: `test_input_wait_flavours.py` and
+`benchmarks/input_wait.py` run it in a fresh process per flavour (Keras 3
+on TensorFlow, tf_keras via `TF_USE_LEGACY_KERAS=1`, Keras 3 on JAX via
+`KERAS_BACKEND=jax`), since the flavour is fixed when Keras is first
+imported.
+
+    python3 tests/input_wait_checks.py [--steps N] [--sleep SECS] [--window-calls N]
+
+For each input kind it fits a one-Dense-layer model with a meter attached
+by a callback (as the counter attaches it) and reports the meter's share
+over the fit next to the truth: `1 - c / s`, where `s` is the median step
+time with this input and `c` the median step time on in-memory arrays
+(what a step costs without waiting), both from batch-end clock reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_stepcounter.input_wait import InputWaitMeter  # noqa: E402
+
+keras = tf.keras
+BATCH = 4
+ON_JAX = os.environ.get("KERAS_BACKEND") == "jax"
+
+
+class MeterCallback(keras.callbacks.Callback):
+    """Attaches a meter for the fit and keeps the batch-end clock reads."""
+
+    def __init__(self, meter: InputWaitMeter) -> None:
+        super().__init__()
+        self.meter = meter
+        self.attached = False
+        self.batch_ends: List[float] = []
+        self.began = self.ended = 0.0
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.attached = self.meter.attach(self.model)
+        self.began = self.meter.clock()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.batch_ends.append(self.meter.clock())
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self.ended = self.meter.clock()
+        self.meter.detach()
+
+
+def make_inputs(steps: int, sleep: float) -> Dict[str, Callable[[], Dict[str, Any]]]:
+    """Each input kind: a function giving `fit`'s keyword arguments."""
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * BATCH, 8), dtype=np.float32)
+    y = rng.random((steps * BATCH, 1), dtype=np.float32)
+
+    def slow_numpy(xb: Any, yb: Any) -> Any:
+        time.sleep(sleep)
+        return xb, yb
+
+    # tf_keras has no PyDataset: its Sequence is the same idea, with the
+    # workers given to fit().
+    base = getattr(keras.utils, "PyDataset", None) or keras.utils.Sequence
+
+    class SlowPyDataset(base):  # type: ignore[misc, valid-type]
+        def __len__(self) -> int:
+            return steps
+
+        def __getitem__(self, index: int) -> Any:
+            time.sleep(sleep)
+            rows = slice(index * BATCH, (index + 1) * BATCH)
+            return x[rows], y[rows]
+
+    def generator() -> Any:
+        while True:
+            for index in range(steps):
+                time.sleep(sleep)
+                rows = slice(index * BATCH, (index + 1) * BATCH)
+                yield x[rows], y[rows]
+
+    def sliced() -> Any:
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+
+    def py_function_map() -> Any:
+        def slow(xb: Any, yb: Any) -> Any:
+            out = tf.py_function(slow_numpy, [xb, yb], [tf.float32, tf.float32])
+            return tf.ensure_shape(out[0], [None, 8]), tf.ensure_shape(out[1], [None, 1])
+
+        return sliced().map(slow)
+
+    def numpy_function_map() -> Any:
+        def slow(xb: Any, yb: Any) -> Any:
+            out = tf.numpy_function(slow_numpy, [xb, yb], [tf.float32, tf.float32])
+            return tf.ensure_shape(out[0], [None, 8]), tf.ensure_shape(out[1], [None, 1])
+
+        return sliced().map(slow)
+
+    def pydataset(workers: int) -> Dict[str, Any]:
+        if base is not getattr(keras.utils, "PyDataset", None):  # tf_keras: workers >= 1
+            return {"x": SlowPyDataset(), "workers": max(workers, 1), "use_multiprocessing": False}
+        if workers == 0:  # Keras 3's default
+            return {"x": SlowPyDataset()}
+        return {"x": SlowPyDataset(workers=workers, use_multiprocessing=False)}
+
+    return {
+        "numpy": lambda: {"x": x, "y": y, "batch_size": BATCH},
+        "tf.data": lambda: {"x": sliced()},
+        "tf.data+py_function": lambda: {"x": py_function_map()},
+        "tf.data+numpy_function": lambda: {"x": numpy_function_map()},
+        "PyDataset": lambda: pydataset(0),
+        "PyDataset(workers=2)": lambda: pydataset(2),
+        "generator": lambda: {"x": generator(), "steps_per_epoch": steps},
+    }
+
+
+def fit_once(model: Any, kwargs: Dict[str, Any], meter: InputWaitMeter) -> Dict[str, Any]:
+    callback = MeterCallback(meter)
+    started = time.perf_counter()
+    model.fit(**kwargs, epochs=1, verbose=0, callbacks=[callback])
+    fit_secs = time.perf_counter() - started
+    steps = np.diff(callback.batch_ends)
+    waits = meter.waits_between(callback.began, callback.ended)
+    return {
+        "attached": callback.attached,
+        "steps": len(callback.batch_ends),
+        "step_secs": float(np.median(steps[len(steps) // 4:])) if len(steps) > 4 else None,
+        "share": None if waits is None else waits.share,
+        "measured_secs": None if waits is None else waits.measured_secs,
+        "wait_secs": None if waits is None else waits.wait_secs,
+        "waits": None if waits is None else len(waits.waits),
+        "fit_secs": fit_secs,
+        "restored": not type(model.train_function).__name__.startswith("_TrainFunction"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--sleep", type=float, default=0.005)
+    parser.add_argument("--window-calls", type=int, default=30)
+    parser.add_argument("--only", action="append")
+    args = parser.parse_args()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    inputs = make_inputs(args.steps, args.sleep)
+    results: Dict[str, Any] = {"keras": keras.__version__ if hasattr(keras, "__version__") else ""}
+    names = args.only or list(inputs)
+    if "numpy" not in names:
+        names = ["numpy"] + names
+    for name in names:
+        meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
+        fit_once(model, inputs[name](), meter)  # Warm-up: tracing, thread pools.
+        meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
+        results[name] = fit_once(model, inputs[name](), meter)
+    compute = results["numpy"]["step_secs"]
+    for name in names:
+        step = results[name]["step_secs"]
+        results[name]["truth"] = max(0.0, 1.0 - compute / step) if step else None
+    print("RESULTS " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
