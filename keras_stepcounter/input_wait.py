@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import glob
+import importlib
 import logging
 import os
 import shutil
@@ -203,12 +204,24 @@ class _TrainFunctionWrapper:
         return self._meter._call(self.original, args, kwargs)
 
 
-def _xplane_pb2() -> Any:
-    """TensorFlow's XPlane protos (a private module: no public path reads a
-    profile; tests/test_input_wait.py fails if it moves)."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+# Where TensorFlow wheels ship the XPlane protos (private modules: no
+# public path reads a profile; tests/test_input_wait.py fails when none of
+# them imports).
+XPLANE_MODULES = (
+    "tensorflow.tsl.profiler.protobuf.xplane_pb2",
+    "tsl.profiler.protobuf.xplane_pb2",
+    "tensorflow.core.profiler.protobuf.xplane_pb2",
+)
 
-    return xplane_pb2
+
+def _xplane_pb2() -> Any:
+    """TensorFlow's XPlane protos, from the first place that has them."""
+    for name in XPLANE_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise ImportError(f"no XPlane protos in this TensorFlow (looked for {', '.join(XPLANE_MODULES)})")
 
 
 def read_waits(profile_dir: str) -> Optional[List[Tuple[int, int]]]:
@@ -238,6 +251,9 @@ def read_waits(profile_dir: str) -> Optional[List[Tuple[int, int]]]:
     return sorted(waits)
 
 
+_ABSOLUTE_NS = 10**17
+
+
 def _space_waits(space: Any) -> List[Tuple[int, int]]:
     # Line timestamps are relative to the session's start, which the
     # "Task Environment" plane holds as `profile_start_time` (wall ns).
@@ -253,7 +269,8 @@ def _space_waits(space: Any) -> List[Tuple[int, int]]:
         if not ids:
             continue
         for line in plane.lines:
-            base_ns = start_ns + line.timestamp_ns
+            # Older profilers wrote absolute times (epoch ns, above 1e17).
+            base_ns = line.timestamp_ns if line.timestamp_ns > _ABSOLUTE_NS else start_ns + line.timestamp_ns
             for event in line.events:
                 if event.metadata_id in ids:
                     begin = base_ns + event.offset_ps // 1000
@@ -362,13 +379,16 @@ class InputWaitMeter:
             self._window = None
         if self._mode == "jax":
             self._measured.close_last(self.clock())
-        model, wrapper = self._model, self._wrapper
-        self._model = self._wrapper = self._mode = None
-        if model is not None and wrapper is not None:
-            # Only our own wrapper is taken off: a train_function that Keras
-            # (make_train_function(force=True)) or the user set since stays.
-            if getattr(model, "train_function", None) is wrapper:
-                model.train_function = wrapper.original
+        model = self._model
+        wrapper = self._wrapper
+        self._model, self._wrapper, self._mode = None, None, None
+        if wrapper is None:
+            return
+        # Only our own wrapper is taken off: a train_function that Keras
+        # (make_train_function(force=True)) or the user set since stays.
+        original = wrapper.original
+        if getattr(model, "train_function", None) is wrapper:
+            model.train_function = original
 
     def waits_between(self, start: float, end: float) -> Optional[InputWaits]:
         """The measured time and the input waits inside [start, end].
@@ -433,7 +453,11 @@ class InputWaitMeter:
         return self.clock() >= self._next_window_at
 
     def _open_window(self) -> None:
-        window = _Window.open(self.clock)
+        try:
+            window = _Window.open(self.clock)
+        except Exception as error:  # The meter never fails a fit.
+            self._stop_measuring(f"the profiler did not start ({error}); the input wait is not measured")
+            return
         if window is None:  # Another profiler session runs: try later.
             self._next_window_at = self.clock() + _RETRY_SECS
             return
@@ -442,7 +466,11 @@ class InputWaitMeter:
     def _close_window(self) -> None:
         window, self._window = self._window, None
         assert window is not None
-        result = window.close()
+        try:
+            result = window.close()
+        except Exception as error:  # The meter never fails a fit.
+            self._stop_measuring(f"the profile could not be read ({error}); the input wait is not measured")
+            return
         if result is None:
             self._stop_measuring("the profiler wrote no profile; the input wait is not measured")
             return
@@ -542,7 +570,7 @@ class _Window:
 
         try:
             tf.profiler.experimental.stop(save=False)
-        except tf.errors.UnavailableError:  # Already stopped.
+        except Exception:  # Already stopped (UnavailableError), or broken: nothing to keep.
             pass
         shutil.rmtree(self.directory, ignore_errors=True)
 
