@@ -1,0 +1,74 @@
+"""InputWaitMeter on real slow inputs under Keras 3/TensorFlow, tf_keras and
+Keras 3/JAX: each flavour in a fresh process (`input_wait_checks.py`).
+
+Every input kind of the issue: NumPy arrays, tf.data (plain, and mapped
+with tf.py_function and tf.numpy_function sleeping 5 ms), a PyDataset
+sleeping 5 ms a batch (tf_keras: a Sequence) with one worker and with two,
+and a Python generator sleeping 5 ms. The truth is `1 - c / s` (the step
+time on in-memory arrays over the step time with this input); the share
+must be within 2x of it (in-memory arrays: under 0.4, twice 0.2).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # ~25 s per flavour: one TensorFlow start and 14 fits.
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tests" / "input_wait_checks.py"
+FLAVOURS = {
+    "keras3-tensorflow": {"KERAS_BACKEND": "tensorflow"},
+    "tf_keras": {"TF_USE_LEGACY_KERAS": "1", "KERAS_BACKEND": "tensorflow"},
+    "keras3-jax": {"KERAS_BACKEND": "jax"},
+}
+STEPS = 80
+WINDOW_CALLS = 30
+SLOW_INPUTS = ["tf.data+py_function", "tf.data+numpy_function", "PyDataset", "generator"]
+ALL_INPUTS = ["numpy", "tf.data", *SLOW_INPUTS, "PyDataset(workers=2)"]
+
+
+@pytest.fixture(scope="module", params=sorted(FLAVOURS))
+def flavour(request):
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    env.update(FLAVOURS[request.param])
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--steps", str(STEPS), "--window-calls", str(WINDOW_CALLS)],
+        env=env, capture_output=True, text=True, timeout=280,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert done.returncode == 0 and lines, done.stderr[-4000:]
+    return request.param, json.loads(lines[-1][len("RESULTS "):])
+
+
+def test_every_input_is_measured_and_train_function_restored(flavour):
+    name, results = flavour
+    for input_kind in ALL_INPUTS:
+        result = results[input_kind]
+        assert result["attached"], input_kind
+        assert result["restored"], input_kind
+        assert result["steps"] == STEPS, input_kind
+        # JAX: every batch's wait; TensorFlow: the one window's calls.
+        expected_waits = STEPS if name == "keras3-jax" else WINDOW_CALLS
+        assert result["waits"] == expected_waits, input_kind
+
+
+@pytest.mark.parametrize("input_kind", ALL_INPUTS)
+def test_share_is_within_twice_the_truth(flavour, input_kind):
+    _, results = flavour
+    result = results[input_kind]
+    truth, share = result["truth"], result["share"]
+    assert share is not None
+    assert truth / 2 <= share <= min(1.0, max(0.4, 2 * truth)), (truth, share)
+
+
+def test_a_five_ms_sleep_reads_as_mostly_waiting(flavour):
+    _, results = flavour
+    for input_kind in SLOW_INPUTS:
+        assert results[input_kind]["share"] >= 0.4, input_kind  # truth about 0.8
+    assert results["numpy"]["share"] < 0.4  # truth 0; "under 0.2", with a 2x margin
