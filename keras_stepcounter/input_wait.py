@@ -171,20 +171,32 @@ def _intersect(spans: Sequence[Span], within: Sequence[Span]) -> List[Span]:
 
 
 class _TimedIterator:
-    """Passes batches through, timing each `next()` (the JAX wait)."""
+    """Passes batches through, timing each `next()` (the JAX wait).
 
-    def __init__(self, iterator: Iterator[Any], meter: "InputWaitMeter") -> None:
-        self._iterator = iterator
-        self._meter = meter
+    Holds the clock and the span lists' `append`s themselves: this runs
+    once a batch, and each lookup saved is a share of its cost. Waits come
+    one after another in the training thread, so they are appended in
+    order without the merge check of `_SpanList.add`.
+    """
+
+    __slots__ = ("iterator", "_clock", "_append_start", "_append_end")
+
+    def __init__(self, iterator: Iterator[Any], clock: Clock, spans: "_SpanList") -> None:
+        self.iterator = iterator
+        self._clock = clock
+        self._append_start = spans._starts.append
+        self._append_end = spans._ends.append
 
     def __iter__(self) -> "_TimedIterator":
         return self
 
     def __next__(self) -> Any:
-        clock = self._meter.clock
+        clock = self._clock
         start = clock()
-        batch = next(self._iterator)  # StopIteration ends the epoch: no wait.
-        self._meter._waits.add(start, clock())
+        batch = next(self.iterator)  # StopIteration ends the epoch: no wait.
+        end = clock()
+        self._append_start(start)
+        self._append_end(end)
         return batch
 
 
@@ -193,15 +205,19 @@ class _TrainFunctionWrapper:
 
     `fit` looks the attribute up at every call (Keras 3 on every backend,
     tf_keras), so an instance attribute set at `on_train_begin` is the
-    function it runs; `detach` puts the original back.
+    function it runs; `detach` puts the original back. `call` is the
+    meter's method for its backend, swapped for a plain pass-through when
+    the meter stops measuring.
     """
 
-    def __init__(self, original: Callable[..., Any], meter: "InputWaitMeter") -> None:
+    __slots__ = ("original", "call")
+
+    def __init__(self, original: Callable[..., Any], call: Callable[..., Any]) -> None:
         self.original = original
-        self._meter = meter
+        self.call = call
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._meter._call(self.original, args, kwargs)
+        return self.call(self.original, args, kwargs)
 
 
 # Where TensorFlow wheels ship the XPlane protos (private modules: no
@@ -343,6 +359,8 @@ class InputWaitMeter:
         self._calls = 0
         self._next_window_at: Optional[float] = None  # clock time; None: by call
         self._window: Optional[_Window] = None
+        # JAX: the proxy of the iterator Keras passed last.
+        self._proxy: Optional[_TimedIterator] = None
 
     # -- public ---------------------------------------------------------
 
@@ -363,7 +381,8 @@ class InputWaitMeter:
             self._warn(reason)
             return False
         original = _unwrapped(model.train_function)
-        self._wrapper = _TrainFunctionWrapper(original, self)
+        call = self._call_jax if mode == "jax" else self._call_profiled
+        self._wrapper = _TrainFunctionWrapper(original, call)
         model.train_function = self._wrapper
         self._model, self._mode = model, mode
         self._calls, self._next_window_at = 0, None
@@ -379,6 +398,7 @@ class InputWaitMeter:
             self._window = None
         if self._mode == "jax":
             self._measured.close_last(self.clock())
+        self._proxy = None
         model = self._model
         wrapper = self._wrapper
         self._model, self._wrapper, self._mode = None, None, None
@@ -416,17 +436,18 @@ class InputWaitMeter:
 
     # -- the wrapped train_function ------------------------------------
 
-    def _call(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
-        if self._mode == "jax":
-            return self._call_jax(original, args, kwargs)
-        if self._mode == "profiler":
-            return self._call_profiled(original, args, kwargs)
+    @staticmethod
+    def _call_plain(original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
         return original(*args, **kwargs)
 
     def _call_jax(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
         # Keras >= 3.7 calls train_function(state, iterator).
+        proxy = self._proxy
+        if len(args) == 2 and proxy is not None and args[1] is proxy.iterator:
+            return original(args[0], proxy, **kwargs)  # Keras passes one iterator an epoch.
         if len(args) == 2 and hasattr(args[1], "__next__"):
-            return original(args[0], _TimedIterator(args[1], self), **kwargs)
+            self._proxy = proxy = _TimedIterator(args[1], self.clock, self._waits)
+            return original(args[0], proxy, **kwargs)
         self._stop_measuring(
             "Keras on JAX called train_function without an iterator; the input wait is not measured"
         )
@@ -499,6 +520,8 @@ class InputWaitMeter:
         if self._mode == "jax":
             self._measured.close_last(self.clock())
         self._mode = "off"
+        if self._wrapper is not None:
+            self._wrapper.call = self._call_plain
 
     def _warn(self, reason: str) -> None:
         if not self._warned:

@@ -7,6 +7,7 @@ on TensorFlow, tf_keras via `TF_USE_LEGACY_KERAS=1`, Keras 3 on JAX via
 imported.
 
     python3 tests/input_wait_checks.py [--steps N] [--sleep SECS] [--window-calls N]
+    python3 tests/input_wait_checks.py --cost --steps N [--rounds R]
 
 For each input kind it fits a one-Dense-layer model with a meter attached
 by a callback (as the counter attaches it) and reports the meter's share
@@ -145,13 +146,109 @@ def fit_once(model: Any, kwargs: Dict[str, Any], meter: InputWaitMeter) -> Dict[
     }
 
 
+class CostMeter(InputWaitMeter):
+    """A meter at its defaults that also times itself: the time it spends
+    around each `train_function` call (wrapper, window start, stop and
+    parse) and each call's own length, flagged when inside a window."""
+
+    def __init__(self) -> None:
+        super().__init__(time.perf_counter)
+        self.own_secs = 0.0
+        self.calls: List[Any] = []  # (call secs, inside a window)
+
+    def attach(self, model: Any) -> bool:
+        attached = super().attach(model)
+        if self._wrapper is not None:
+            self._wrapper.call = self._timed(self._wrapper.call)
+        return attached
+
+    def _timed(self, call: Any) -> Any:
+        clock = self.clock
+
+        def timed_call(original: Any, args: Any, kwargs: Any) -> Any:
+            entered = clock()
+            inner = 0.0
+
+            def timed(*a: Any, **k: Any) -> Any:
+                nonlocal inner
+                began = clock()
+                try:
+                    return original(*a, **k)
+                finally:
+                    inner = clock() - began
+                    self.calls.append((inner, self._window is not None))
+
+            try:
+                return call(timed, args, kwargs)
+            finally:
+                self.own_secs += clock() - entered - inner
+
+        return timed_call
+
+
+def proxy_us_per_batch(number: int = 200_000) -> float:
+    """µs the JAX path adds to each `next()`: the timing proxy against the
+    bare iterator (pure Python, the same on every backend)."""
+    import timeit
+
+    from keras_stepcounter.input_wait import _TimedIterator
+
+    meter = InputWaitMeter(time.perf_counter)
+    bare = timeit.timeit("next(it)", setup="it = iter(range(10**9))", number=number)
+    proxied = timeit.timeit(
+        "next(it)", number=number,
+        globals={"it": _TimedIterator(iter(range(10**9)), meter.clock, meter._waits)},
+    )
+    return (proxied - bare) / number * 1e6
+
+
+def cost(steps: int, rounds: int) -> Dict[str, Any]:
+    """The meter's cost at its defaults in a fit of `steps` steps on
+    in-memory arrays (the cheapest step: the worst case), `rounds` times."""
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * BATCH, 8), dtype=np.float32)
+    y = rng.random((steps * BATCH, 1), dtype=np.float32)
+    model.fit(x[:BATCH * 20], y[:BATCH * 20], batch_size=BATCH, verbose=0)  # tracing
+    figures: List[Dict[str, float]] = []
+    for _ in range(rounds):
+        meter = CostMeter()
+        callback = MeterCallback(meter)
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+        fit_secs = time.perf_counter() - started
+        outside = [secs for secs, inside in meter.calls if not inside]
+        baseline = float(np.median(outside)) if outside else 0.0
+        # The profiler's slowdown: each windowed call's excess over a call outside.
+        excess = sum(max(0.0, secs - baseline) for secs, inside in meter.calls if inside)
+        windows = sum(
+            1 for (_, inside), (_, before) in zip(meter.calls, [(0.0, False)] + meter.calls)
+            if inside and not before
+        )
+        figures.append({
+            "fit_secs": fit_secs,
+            "own_secs": meter.own_secs,
+            "window_excess_secs": excess,
+            "windows": windows,
+            "cost_frac": (meter.own_secs + excess) / (fit_secs - meter.own_secs - excess),
+            "call_secs": baseline,
+        })
+    return {"rounds": figures, "proxy_us_per_batch": proxy_us_per_batch()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--sleep", type=float, default=0.005)
     parser.add_argument("--window-calls", type=int, default=30)
     parser.add_argument("--only", action="append")
+    parser.add_argument("--cost", action="store_true", help="measure the meter's cost instead")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.cost:
+        print("RESULTS " + json.dumps(cost(args.steps, args.rounds)))
+        return
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     inputs = make_inputs(args.steps, args.sleep)
