@@ -33,6 +33,7 @@ from benchmarks import (  # noqa: E402
     graph_step_counter,
     hot_path,
     in_place,
+    input_wait,
     rerun_read,
     sink,
     step_read,
@@ -50,6 +51,7 @@ BENCHMARKS = {
     "v1_hook": v1_hook,
     "accuracy": accuracy,
     "rerun_read": rerun_read,
+    "input_wait": input_wait,
 }
 
 

@@ -16,10 +16,13 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   spent in `IteratorGetNextOp::DoCompute` from the XPlane protos the
   profiler writes. The first window starts at call `FIRST_WINDOW_CALL` of
   each `fit` (after tracing); the next one once the fit has run long
-  enough that the windows cost at most `cost_budget` of its time (1%
-  by default; see `InputWaitMeter`). `cost_budget=None` turns sampling
-  off: windows follow each other for the whole fit (the profiler's cost,
-  about 15% of a millisecond step, all along).
+  enough that the windows cost at most `cost_budget` of its time (0.8%
+  by default, which with the wrapper's few µs a call keeps the meter
+  within 1% of a fit of millisecond steps; see `InputWaitMeter`). With
+  30 calls of 1 ms, a window costs about 40 ms: one every 5 s or so.
+  `cost_budget=None` turns sampling off: windows follow each other for
+  the whole fit (the profiler's cost, 15-70% of a millisecond CPU step,
+  all along).
 
 Where neither works (Keras 3.5 and 3.6 on JAX, which fetch the batch in
 the epoch loop; the torch backend; a step with no `IteratorGetNext` op in
@@ -70,12 +73,16 @@ _logger = logging.getLogger("tensorflow")
 # fit of a few hundred steps gets its window.
 WINDOW_CALLS = 30
 FIRST_WINDOW_CALL = 10
-COST_BUDGET = 0.01
-# The profiler slows the steps inside a window (about 10-20% on a
-# millisecond CPU step, measured in benchmarks/input_wait.py); the meter
-# books this share of each window's length as its cost, on top of the
-# start, stop and parse it times itself.
-IN_WINDOW_SLOWDOWN = 0.25
+# 0.8% for the windows leaves room for the wrapper's own cost, a few µs a
+# call (0.2-0.3% of a millisecond step): 1% of the fit in all
+# (benchmarks/input_wait.py).
+COST_BUDGET = 0.008
+# The profiler slows the calls inside a window (by 15-70% on a
+# millisecond CPU step, benchmarks/input_wait.py). The meter books each
+# window's calls beyond the mean call outside windows as its cost, on top
+# of the start, stop and parse it times itself; before it has timed a call
+# outside a window, this share of the window's length.
+IN_WINDOW_SLOWDOWN = 0.7
 # The op whose `DoCompute` blocks until the next element is ready: the
 # input wait of one step, as TensorFlow's own input-pipeline analyzer reads it.
 WAIT_EVENT = "IteratorGetNextOp::DoCompute"
@@ -311,9 +318,9 @@ class InputWaitMeter:
             first window; default `FIRST_WINDOW_CALL`.
         cost_budget: the share of the fit's time the windows may cost
             (TensorFlow): after a window that cost C seconds (its start,
-            stop and parse, plus `IN_WINDOW_SLOWDOWN` of its length), the
-            next opens C / cost_budget seconds later. None: no sampling,
-            windows back to back. Default `COST_BUDGET` (1%).
+            stop and parse, plus its calls' time beyond the usual call's),
+            the next opens C / cost_budget seconds later. None: no
+            sampling, windows back to back. Default `COST_BUDGET` (0.8%).
 
     Raises:
         TypeError: `clock` is not callable.
@@ -359,6 +366,11 @@ class InputWaitMeter:
         self._calls = 0
         self._next_window_at: Optional[float] = None  # clock time; None: by call
         self._window: Optional[_Window] = None
+        # Call times, for the window's cost: inside the open window, and
+        # outside windows since the last one closed.
+        self._window_call_secs = 0.0
+        self._outside_call_secs = 0.0
+        self._outside_calls = 0
         # JAX: the proxy of the iterator Keras passed last.
         self._proxy: Optional[_TimedIterator] = None
 
@@ -386,6 +398,8 @@ class InputWaitMeter:
         model.train_function = self._wrapper
         self._model, self._mode = model, mode
         self._calls, self._next_window_at = 0, None
+        self._window_call_secs = self._outside_call_secs = 0.0
+        self._outside_calls = 0
         if mode == "jax":
             self._measured.add(self.clock(), float("inf"))
         return True
@@ -457,14 +471,21 @@ class InputWaitMeter:
         self._calls += 1
         if self._window is None and self._window_due():
             self._open_window()
+        clock = self.clock
+        began = clock()
         try:
             return original(*args, **kwargs)
         finally:
+            call_secs = clock() - began
             window = self._window
             if window is not None:
                 window.calls += 1
+                self._window_call_secs += call_secs
                 if window.calls >= self.window_calls:
                     self._close_window()
+            elif self._calls > 1:  # The first call traces: not a step's time.
+                self._outside_calls += 1
+                self._outside_call_secs += call_secs
 
     # -- profiler windows (TensorFlow) ---------------------------------
 
@@ -495,7 +516,10 @@ class InputWaitMeter:
         if result is None:
             self._stop_measuring("the profiler wrote no profile; the input wait is not measured")
             return
-        span, waits, cost = result
+        span, waits, own_cost = result
+        cost = own_cost + self._slowdown_secs(window.calls, span)
+        self._window_call_secs = self._outside_call_secs = 0.0
+        self._outside_calls = 0
         if not waits:
             # No IteratorGetNext in the step (a multi-device input...):
             # zero would be made up.
@@ -509,6 +533,14 @@ class InputWaitMeter:
             self._waits.add(*wait)
         gap = 0.0 if self.cost_budget is None else cost / self.cost_budget
         self._next_window_at = self.clock() + gap
+
+    def _slowdown_secs(self, calls: int, span: Span) -> float:
+        """What the profiler added to a window's calls: their time beyond
+        the mean call outside windows since the last one."""
+        if self._outside_calls == 0:
+            return IN_WINDOW_SLOWDOWN * (span[1] - span[0])
+        usual = self._outside_call_secs / self._outside_calls
+        return max(0.0, self._window_call_secs - calls * usual)
 
     # -- helpers --------------------------------------------------------
 
@@ -567,7 +599,8 @@ class _Window:
         return cls(clock, directory, began, began - before)
 
     def close(self) -> Optional[Tuple[Span, List[Span], float]]:
-        """Stops the profiler and reads it: (measured span, waits, cost)."""
+        """Stops the profiler and reads it: (measured span, waits, the
+        seconds spent starting, stopping and reading it)."""
         import tensorflow as tf
 
         ended = self.clock()
@@ -585,8 +618,8 @@ class _Window:
             [((begin - offset) / 1e9, (end - offset) / 1e9) for begin, end in wall_waits],
             [(self.began, ended)],
         )
-        cost = self.cost + (self.clock() - ended) + IN_WINDOW_SLOWDOWN * (ended - self.began)
-        return (self.began, ended), waits, cost
+        own_cost = self.cost + (self.clock() - ended)
+        return (self.began, ended), waits, own_cost
 
     def abandon(self) -> None:
         import tensorflow as tf

@@ -285,7 +285,7 @@ class FakeWindow:
         self.clock = clock
         self.began = clock()
         self.calls = 0
-        self.abandoned = False
+        self.abandoned = self.closed = False
 
     @classmethod
     def open(cls, clock: Any) -> Optional["FakeWindow"]:
@@ -296,6 +296,7 @@ class FakeWindow:
         return window
 
     def close(self) -> Any:
+        self.closed = True
         end = self.clock()
         per_call = (end - self.began) / self.calls
         waits = [
@@ -310,12 +311,14 @@ class FakeWindow:
 
 
 class FakeTfModel:
-    def __init__(self, clock: Any, step: float = 0.005) -> None:
+    def __init__(self, clock: Any, step: float = 0.005, step_in_window: Optional[float] = None) -> None:
         self.clock, self.step = clock, step
+        self.step_in_window = step if step_in_window is None else step_in_window
         self.train_function = self._train_function
 
     def _train_function(self, iterator: Any) -> Any:
-        self.clock.advance(self.step)
+        windowed = FakeWindow.opened and not FakeWindow.opened[-1].closed
+        self.clock.advance(self.step_in_window if windowed else self.step)
         return {}
 
     def fit(self, calls: int) -> None:
@@ -351,15 +354,28 @@ def test_first_window_opens_at_its_call_and_spans_window_calls(fake_clock, fake_
 
 def test_next_window_waits_cost_over_budget(fake_clock, fake_windows):
     model = FakeTfModel(fake_clock, step=0.01)
-    meter = InputWaitMeter(fake_clock, window_calls=5, first_window_call=1, cost_budget=0.01)
+    meter = InputWaitMeter(fake_clock, window_calls=5, first_window_call=3, cost_budget=0.01)
     meter.attach(model)
-    model.fit(5)  # the first window: calls 1-5, cost 0.05 s
+    model.fit(7)  # call 2 is the usual call; the window: calls 3-7, cost 0.05 s
     closed_at = fake_clock()
     model.fit(499)  # 4.99 s later: not due yet (0.05 / 0.01 = 5 s)
     assert len(fake_windows.opened) == 1
     model.fit(3)  # due at closed_at + 5 s: opens before the first call after it
     assert len(fake_windows.opened) == 2
     assert closed_at + 5.0 - 1e-6 <= fake_windows.opened[1].began <= closed_at + 5.01 + 1e-6
+
+
+def test_the_profilers_slowdown_counts_in_the_windows_cost(fake_clock, fake_windows):
+    model = FakeTfModel(fake_clock, step=0.01, step_in_window=0.02)
+    meter = InputWaitMeter(fake_clock, window_calls=5, first_window_call=3, cost_budget=0.01)
+    meter.attach(model)
+    model.fit(7)  # cost: 0.05 s own + 5 calls x 0.01 s slower = 0.1 s
+    closed_at = fake_clock()
+    model.fit(999)  # 9.99 s
+    assert len(fake_windows.opened) == 1
+    model.fit(3)
+    assert len(fake_windows.opened) == 2
+    assert closed_at + 10.0 - 1e-6 <= fake_windows.opened[1].began <= closed_at + 10.01 + 1e-6
 
 
 def test_no_sampling_opens_windows_back_to_back(fake_clock, fake_windows):
