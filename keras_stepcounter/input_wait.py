@@ -16,10 +16,10 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   spent in `IteratorGetNextOp::DoCompute` from the XPlane protos the
   profiler writes. The first window starts at call `FIRST_WINDOW_CALL` of
   each `fit` (after tracing); the next one once the fit has run long
-  enough that the windows cost at most `cost_budget` of its time (0.8%
-  by default, which with the wrapper's few µs a call keeps the meter
-  within 1% of a fit of millisecond steps; see `InputWaitMeter`). With
-  30 calls of 1 ms, a window costs about 40 ms: one every 5 s or so.
+  enough that the windows cost at most `cost_budget` of its time by the
+  meter's own estimate (0.5% by default, which keeps the meter at about
+  1% of a fit of millisecond steps, measured; see `InputWaitMeter`). With
+  30 calls of 1 ms, a window costs about 40 ms: one every 8 s or so.
   `cost_budget=None` turns sampling off: windows follow each other for
   the whole fit (the profiler's cost, 15-70% of a millisecond CPU step,
   all along).
@@ -73,10 +73,12 @@ _logger = logging.getLogger("tensorflow")
 # fit of a few hundred steps gets its window.
 WINDOW_CALLS = 30
 FIRST_WINDOW_CALL = 10
-# 0.8% for the windows leaves room for the wrapper's own cost, a few µs a
-# call (0.2-0.3% of a millisecond step): 1% of the fit in all
-# (benchmarks/input_wait.py).
-COST_BUDGET = 0.008
+# Half a percent for the windows, by the meter's own estimate of their
+# cost. Measured in benchmarks/input_wait.py, a window costs more than
+# the estimate sees (the calls just after it are slower too), and the
+# wrapper adds a few µs a call: about 1% of a fit of millisecond steps
+# in all.
+COST_BUDGET = 0.005
 # The profiler slows the calls inside a window (by 15-70% on a
 # millisecond CPU step, benchmarks/input_wait.py). The meter books each
 # window's calls beyond the mean call outside windows as its cost, on top
@@ -320,7 +322,7 @@ class InputWaitMeter:
             (TensorFlow): after a window that cost C seconds (its start,
             stop and parse, plus its calls' time beyond the usual call's),
             the next opens C / cost_budget seconds later. None: no
-            sampling, windows back to back. Default `COST_BUDGET` (0.8%).
+            sampling, windows back to back. Default `COST_BUDGET` (0.5%).
 
     Raises:
         TypeError: `clock` is not callable.
