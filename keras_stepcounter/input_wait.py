@@ -40,15 +40,17 @@ Example:
 from __future__ import annotations
 
 import bisect
+import collections
 import glob
 import importlib
 import logging
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = [
     "COST_BUDGET",
@@ -369,10 +371,10 @@ class InputWaitMeter:
         self._next_window_at: Optional[float] = None  # clock time; None: by call
         self._window: Optional[_Window] = None
         # Call times, for the window's cost: inside the open window, and
-        # outside windows since the last one closed.
+        # the latest calls outside windows.
         self._window_call_secs = 0.0
-        self._outside_call_secs = 0.0
-        self._outside_calls = 0
+        self._window_call_spans: List[Span] = []
+        self._outside_call_secs: Deque[float] = collections.deque(maxlen=_USUAL_CALLS)
         # JAX: the proxy of the iterator Keras passed last.
         self._proxy: Optional[_TimedIterator] = None
 
@@ -400,8 +402,9 @@ class InputWaitMeter:
         model.train_function = self._wrapper
         self._model, self._mode = model, mode
         self._calls, self._next_window_at = 0, None
-        self._window_call_secs = self._outside_call_secs = 0.0
-        self._outside_calls = 0
+        self._window_call_secs = 0.0
+        self._window_call_spans = []
+        self._outside_call_secs.clear()
         if mode == "jax":
             self._measured.add(self.clock(), float("inf"))
         return True
@@ -478,16 +481,17 @@ class InputWaitMeter:
         try:
             return original(*args, **kwargs)
         finally:
-            call_secs = clock() - began
+            ended = clock()
+            call_secs = ended - began
             window = self._window
             if window is not None:
                 window.calls += 1
                 self._window_call_secs += call_secs
+                self._window_call_spans.append((began, ended))
                 if window.calls >= self.window_calls:
                     self._close_window()
             elif self._calls > 1:  # The first call traces: not a step's time.
-                self._outside_calls += 1
-                self._outside_call_secs += call_secs
+                self._outside_call_secs.append(call_secs)
 
     # -- profiler windows (TensorFlow) ---------------------------------
 
@@ -520,8 +524,8 @@ class InputWaitMeter:
             return
         span, waits, own_cost = result
         cost = own_cost + self._slowdown_secs(window.calls, span)
-        self._window_call_secs = self._outside_call_secs = 0.0
-        self._outside_calls = 0
+        call_spans, self._window_call_spans = self._window_call_spans, []
+        self._window_call_secs = 0.0
         if not waits:
             # No IteratorGetNext in the step (a multi-device input...):
             # zero would be made up.
@@ -531,17 +535,20 @@ class InputWaitMeter:
             )
             return
         self._measured.add(*span)
-        for wait in waits:
+        # Only a training call's waits: an evaluation inside the window
+        # (validation at an epoch's end) reads its own iterator.
+        for wait in _intersect(waits, call_spans):
             self._waits.add(*wait)
         gap = 0.0 if self.cost_budget is None else cost / self.cost_budget
         self._next_window_at = self.clock() + gap
 
     def _slowdown_secs(self, calls: int, span: Span) -> float:
         """What the profiler added to a window's calls: their time beyond
-        the mean call outside windows since the last one."""
-        if self._outside_calls == 0:
+        the median of the latest calls outside windows (a median: a slow
+        call, such as the first after a window, would inflate a mean)."""
+        if not self._outside_call_secs:
             return IN_WINDOW_SLOWDOWN * (span[1] - span[0])
-        usual = self._outside_call_secs / self._outside_calls
+        usual = statistics.median(self._outside_call_secs)
         return max(0.0, self._window_call_secs - calls * usual)
 
     # -- helpers --------------------------------------------------------
@@ -566,6 +573,8 @@ class InputWaitMeter:
 # TensorFlow's default host tracing: it records the op events read here
 # (level 1 also did on TensorFlow 2.21, at no measurable saving).
 _HOST_TRACER_LEVEL = 2
+# The latest calls outside windows whose median is the usual call.
+_USUAL_CALLS = 31
 # After a failed start (another profiler session), the next try comes this
 # many seconds later.
 _RETRY_SECS = 10.0

@@ -544,3 +544,33 @@ def test_xplane_protos_and_the_wait_event_are_where_the_meter_reads_them(tmp_pat
     assert waits is not None and len(waits) == 7
     assert all(before <= begin <= end <= after for begin, end in waits)
     assert input_wait.read_waits(str(tmp_path / "nothing")) is None
+
+
+def test_tensorflow_counts_no_validation_wait_inside_a_window(keras, make_model, tiny_data):
+    """A window across an epoch's end holds the evaluation's own iterator
+    reads (a slow validation input here): they are not training waits."""
+    x, y = tiny_data
+    meter = InputWaitMeter(time.perf_counter, window_calls=15, first_window_call=25)
+    model = make_model()
+
+    class Attach(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            meter.attach(self.model)
+            self.began = meter.clock()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            self.ended = meter.clock()
+            meter.detach()
+
+    attach = Attach()
+    model.fit(
+        x[:40], y[:40], batch_size=4, epochs=5, verbose=0, callbacks=[attach],  # 10 steps an epoch
+        validation_data=_slow_pydataset(keras, 5, 0.02),  # 100 ms an evaluation
+    )
+    waits = meter.waits_between(attach.began, attach.ended)
+    assert waits is not None
+    assert len(waits.waits) == 15  # calls 25-39: training batches only
+    # The window spans one evaluation (100 ms of slow validation input);
+    # the training input is in memory.
+    assert waits.measured_secs > 0.1
+    assert waits.wait_secs < 0.05
