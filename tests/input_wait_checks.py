@@ -76,11 +76,17 @@ def make_inputs(steps: int, sleep: float) -> Dict[str, Callable[[], Dict[str, An
     base = getattr(keras.utils, "PyDataset", None) or keras.utils.Sequence
 
     class SlowPyDataset(base):  # type: ignore[misc, valid-type]
+        # `workers` threads each sleep `workers` times longer: one batch
+        # every `sleep` seconds, whatever the number of workers.
+        def __init__(self, threads: int = 1, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.sleep = sleep * threads
+
         def __len__(self) -> int:
             return steps
 
         def __getitem__(self, index: int) -> Any:
-            time.sleep(sleep)
+            time.sleep(self.sleep)
             rows = slice(index * BATCH, (index + 1) * BATCH)
             return x[rows], y[rows]
 
@@ -110,10 +116,10 @@ def make_inputs(steps: int, sleep: float) -> Dict[str, Callable[[], Dict[str, An
 
     def pydataset(workers: int) -> Dict[str, Any]:
         if base is not getattr(keras.utils, "PyDataset", None):  # tf_keras: workers >= 1
-            return {"x": SlowPyDataset(), "workers": max(workers, 1), "use_multiprocessing": False}
+            return {"x": SlowPyDataset(max(workers, 1)), "workers": max(workers, 1), "use_multiprocessing": False}
         if workers == 0:  # Keras 3's default
             return {"x": SlowPyDataset()}
-        return {"x": SlowPyDataset(workers=workers, use_multiprocessing=False)}
+        return {"x": SlowPyDataset(workers, workers=workers, use_multiprocessing=False)}
 
     return {
         "numpy": lambda: {"x": x, "y": y, "batch_size": BATCH},

@@ -3,10 +3,11 @@ Keras 3/JAX: each flavour in a fresh process (`input_wait_checks.py`).
 
 Every input kind of the issue: NumPy arrays, tf.data (plain, and mapped
 with tf.py_function and tf.numpy_function sleeping 5 ms), a PyDataset
-sleeping 5 ms a batch (tf_keras: a Sequence) with one worker and with two,
-and a Python generator sleeping 5 ms. The truth is `1 - c / s` (the step
-time on in-memory arrays over the step time with this input); the share
-must be within 2x of it (in-memory arrays: under 0.4, twice 0.2).
+sleeping 5 ms a batch (tf_keras: a Sequence) with one worker, and with two
+workers sleeping 10 ms each (a batch every 5 ms), and a Python generator sleeping 5 ms. The truth is `1 - c / s` (the step
+time on in-memory arrays over the step time with this input); a slow
+input's share must be within 2x of it (truth about 0.8: at least 0.4),
+an in-memory input's under 0.4 (twice 0.2), where `1 - c / s` is noise.
 """
 
 import json
@@ -29,7 +30,8 @@ FLAVOURS = {
 STEPS = 80
 WINDOW_CALLS = 30
 SLOW_INPUTS = ["tf.data+py_function", "tf.data+numpy_function", "PyDataset", "generator"]
-ALL_INPUTS = ["numpy", "tf.data", *SLOW_INPUTS, "PyDataset(workers=2)"]
+IN_MEMORY_INPUTS = ["numpy", "tf.data"]
+ALL_INPUTS = [*IN_MEMORY_INPUTS, *SLOW_INPUTS, "PyDataset(workers=2)"]
 
 
 @pytest.fixture(scope="module", params=sorted(FLAVOURS))
@@ -58,17 +60,22 @@ def test_every_input_is_measured_and_train_function_restored(flavour):
         assert result["waits"] == expected_waits, input_kind
 
 
-@pytest.mark.parametrize("input_kind", ALL_INPUTS)
-def test_share_is_within_twice_the_truth(flavour, input_kind):
+@pytest.mark.parametrize("input_kind", [*SLOW_INPUTS, "PyDataset(workers=2)"])
+def test_a_slow_inputs_share_is_within_twice_the_truth(flavour, input_kind):
     _, results = flavour
-    result = results[input_kind]
-    truth, share = result["truth"], result["share"]
-    assert share is not None
-    assert truth / 2 <= share <= min(1.0, max(0.4, 2 * truth)), (truth, share)
+    truth, share = results[input_kind]["truth"], results[input_kind]["share"]
+    assert truth > 0.5  # a batch every 5 ms on a ~1 ms step
+    assert truth / 2 <= share <= 1.0, (truth, share)
+    assert share >= 0.4  # "about 0.8", with a 2x margin
 
 
-def test_a_five_ms_sleep_reads_as_mostly_waiting(flavour):
+@pytest.mark.parametrize("input_kind", IN_MEMORY_INPUTS)
+def test_an_in_memory_inputs_share_is_small(flavour, input_kind):
+    """Under 0.4 (twice 0.2), or twice the truth where iterating is itself a
+    large part of a step: `tf.data` on JAX is read in Python, through
+    `as_numpy_iterator`, beside steps of about 70 µs."""
     _, results = flavour
-    for input_kind in SLOW_INPUTS:
-        assert results[input_kind]["share"] >= 0.4, input_kind  # truth about 0.8
-    assert results["numpy"]["share"] < 0.4  # truth 0; "under 0.2", with a 2x margin
+    truth, share = results[input_kind]["truth"], results[input_kind]["share"]
+    assert 0.0 <= share <= max(0.4, 2 * truth), (truth, share)
+    if input_kind == "numpy":
+        assert share < 0.4
