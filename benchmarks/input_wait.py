@@ -8,7 +8,8 @@ window from call 10 on TensorFlow; every batch on JAX). The share it
 measures over the fit is set against the truth, `1 - c / s`: `s` the
 median step time with this input, `c` the median step time on in-memory
 arrays (a step that never waits). The slow inputs sleep 5 ms a batch:
-truth about 0.8. Target (issue 29): within 10 points of the truth.
+truth about 0.8. Targets (issue 29): within 10 points of the truth; on
+NumPy arrays (the reference, truth 0 by definition), under 0.2.
 
 Cost: the meter at its defaults on in-memory arrays, the cheapest step
 there is (the worst case): its own time around each `train_function` call
@@ -46,6 +47,7 @@ INPUTS = [
 ]
 QUICK_INPUTS = ["numpy", "PyDataset"]
 TARGET_POINTS = 0.10
+TARGET_IN_MEMORY = 0.2
 TARGET_COST = 0.01
 
 
@@ -91,13 +93,16 @@ def _accuracy_rows(flavour: str, inputs: List[str], runs: List[Dict[str, Any]]) 
         truths = [run[name]["truth"] for run in runs]
         errors = [abs(run[name]["share"] - run[name]["truth"]) for run in runs
                   if run[name]["share"] is not None]
-        ok = bool(errors) and median(errors) <= TARGET_POINTS
+        if name == "numpy":  # The reference input: its truth is 0 by definition.
+            ok, target = bool(shares) and median(shares) < TARGET_IN_MEMORY, f"under {TARGET_IN_MEMORY}"
+        else:
+            ok, target = bool(errors) and median(errors) <= TARGET_POINTS, f"within {TARGET_POINTS:.2f}"
         rows.append(Row(
             name=f"input share, {flavour}, {name}",
             measured=f"share {spread(shares, '{:.2f}')}",
             compared_with=f"truth 1 - c/s {spread(truths, '{:.2f}')}",
             result=f"off by {spread(errors, '{:.2f}')}",
-            target=f"within {TARGET_POINTS:.2f}",
+            target=target,
             verdict=verdict(ok),
         ))
     return rows

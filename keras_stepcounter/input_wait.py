@@ -7,8 +7,8 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
 `fit` and measures every wait it can see, in the counter's clock:
 
 * Keras 3 on JAX (3.7 and later): the wrapper hands Keras a proxy of the
-  iterator that times each `next()`. Every wait is seen, at the cost of two
-  clock reads a batch; nothing is sampled.
+  iterator that times each `next()`. Every wait is seen, at a cost of
+  about 2 µs a batch; nothing is sampled.
 * Keras 3 on TensorFlow, and tf_keras: the wait is an op inside the
   compiled function, so the meter samples. It runs TensorFlow's profiler
   (`tf.profiler.experimental.start`/`stop`, into a temporary directory) for
@@ -17,9 +17,10 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   profiler writes. The first window starts at call `FIRST_WINDOW_CALL` of
   each `fit` (after tracing); the next one once the fit has run long
   enough that the windows cost at most `cost_budget` of its time by the
-  meter's own estimate (0.5% by default, which keeps the meter at about
-  1% of a fit of millisecond steps, measured; see `InputWaitMeter`). With
-  30 calls of 1 ms, a window costs about 40 ms: one every 8 s or so.
+  meter's own estimate (0.4% by default, which keeps the meter under
+  about 1% of a long fit of millisecond steps, measured; see
+  `InputWaitMeter`). With 30 calls of 1 ms, a window costs about 40 ms:
+  one every 10 s or so.
   `cost_budget=None` turns sampling off: windows follow each other for
   the whole fit (the profiler's cost, 15-70% of a millisecond CPU step,
   all along).
@@ -70,20 +71,21 @@ Span = Tuple[float, float]
 _logger = logging.getLogger("tensorflow")
 
 # The sampling defaults (TensorFlow): each is also an `InputWaitMeter`
-# argument. A window of 30 calls gives a share within a few points on a
-# millisecond step; call 10 is past the tracing of the first calls, so a
-# fit of a few hundred steps gets its window.
+# argument. A window of 30 calls is about 30-200 ms on a millisecond
+# step, and its fixed cost (start, stop, parse: about 20 ms) is a small
+# part of it; call 10 is past the tracing of the first calls, so a fit of
+# a few hundred steps gets its window.
 WINDOW_CALLS = 30
 FIRST_WINDOW_CALL = 10
-# Half a percent for the windows, by the meter's own estimate of their
-# cost. Measured in benchmarks/input_wait.py, a window costs more than
-# the estimate sees (the calls just after it are slower too), and the
-# wrapper adds a few µs a call: about 1% of a fit of millisecond steps
-# in all.
-COST_BUDGET = 0.005
+# 0.4% for the windows, by the meter's own estimate of their cost.
+# Measured in benchmarks/input_wait.py, a window costs more than the
+# estimate sees (the calls just after it are slower too), and the wrapper
+# adds a few µs a call: at 0.5% the meter cost 1.04% of a long fit of
+# 0.7 ms steps.
+COST_BUDGET = 0.004
 # The profiler slows the calls inside a window (by 15-70% on a
 # millisecond CPU step, benchmarks/input_wait.py). The meter books each
-# window's calls beyond the mean call outside windows as its cost, on top
+# window's calls beyond the usual call outside windows as its cost, on top
 # of the start, stop and parse it times itself; before it has timed a call
 # outside a window, this share of the window's length.
 IN_WINDOW_SLOWDOWN = 0.7
@@ -101,8 +103,12 @@ class InputWaits:
 
     Args:
         measured: the clock spans inside the interval the meter measured
-            (the whole interval on JAX; the profiler windows on TensorFlow).
-        waits: each wait for a batch inside `measured`, clipped to it.
+            (from attach to detach on JAX; the profiler windows on
+            TensorFlow). They may hold time the counter leaves out of
+            training time (an epoch's end inside a window): a caller
+            takes both lists' overlap with its own training time.
+        waits: each wait of a training step for its batch inside
+            `measured`, clipped to it.
 
     Example:
         >>> waits = InputWaits(measured=((0.0, 1.0),), waits=((0.2, 0.5),))
@@ -324,7 +330,7 @@ class InputWaitMeter:
             (TensorFlow): after a window that cost C seconds (its start,
             stop and parse, plus its calls' time beyond the usual call's),
             the next opens C / cost_budget seconds later. None: no
-            sampling, windows back to back. Default `COST_BUDGET` (0.5%).
+            sampling, windows back to back. Default `COST_BUDGET` (0.4%).
 
     Raises:
         TypeError: `clock` is not callable.
