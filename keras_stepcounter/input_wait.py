@@ -257,11 +257,14 @@ def _xplane_pb2() -> Any:
     raise ImportError(f"no XPlane protos in this TensorFlow (looked for {', '.join(XPLANE_MODULES)})")
 
 
-def read_waits(profile_dir: str) -> Optional[List[Tuple[int, int]]]:
+def read_waits(profile_dir: str, started_ns: int = 0) -> Optional[List[Tuple[int, int]]]:
     """The `IteratorGetNextOp::DoCompute` events of a profile, in wall-clock ns.
 
     Args:
         profile_dir: the `logdir` given to `tf.profiler.experimental.start`.
+        started_ns: `time.time_ns()` just before that start: the base of
+            the event times where the profile holds times relative to its
+            start but not the start itself.
 
     Returns:
         `(start_ns, end_ns)` of each event, sorted, in `time.time_ns()`'s
@@ -280,17 +283,18 @@ def read_waits(profile_dir: str) -> Optional[List[Tuple[int, int]]]:
         space = xplane_pb2.XSpace()
         with open(path, "rb") as file:
             space.ParseFromString(file.read())
-        waits.extend(_space_waits(space))
+        waits.extend(_space_waits(space, started_ns))
     return sorted(waits)
 
 
 _ABSOLUTE_NS = 10**17
 
 
-def _space_waits(space: Any) -> List[Tuple[int, int]]:
+def _space_waits(space: Any, started_ns: int) -> List[Tuple[int, int]]:
     # Line timestamps are relative to the session's start, which the
-    # "Task Environment" plane holds as `profile_start_time` (wall ns).
-    start_ns = 0
+    # "Task Environment" plane holds as `profile_start_time` (wall ns; the
+    # caller's own read before the start where a TensorFlow writes none).
+    start_ns = started_ns
     for plane in space.planes:
         names = {key: meta.name for key, meta in plane.stat_metadata.items()}
         for stat in plane.stats:
@@ -597,6 +601,7 @@ class _Window:
         self.calls = 0
         # The profiler's wall ns minus the clock's ns, read side by side.
         self.wall_minus_clock_ns = time.time_ns() - int(clock() * 1e9)
+        self.started_ns = 0  # wall ns just before the profiler started
 
     @classmethod
     def open(cls, clock: Clock) -> Optional["_Window"]:
@@ -607,13 +612,16 @@ class _Window:
         options = tf.profiler.experimental.ProfilerOptions(
             host_tracer_level=_HOST_TRACER_LEVEL, python_tracer_level=0, device_tracer_level=0
         )
+        started_ns = time.time_ns()
         try:
             tf.profiler.experimental.start(directory, options=options)
         except tf.errors.AlreadyExistsError:  # The user's or TensorBoard's session.
             shutil.rmtree(directory, ignore_errors=True)
             return None
         began = clock()
-        return cls(clock, directory, began, began - before)
+        window = cls(clock, directory, began, began - before)
+        window.started_ns = started_ns
+        return window
 
     def close(self) -> Optional[Tuple[Span, List[Span], float]]:
         """Stops the profiler and reads it: (measured span, waits, the
@@ -623,7 +631,7 @@ class _Window:
         ended = self.clock()
         try:
             tf.profiler.experimental.stop()
-            wall_waits = read_waits(self.directory)
+            wall_waits = read_waits(self.directory, self.started_ns)
         except tf.errors.UnavailableError:  # Someone stopped our session.
             return None
         finally:

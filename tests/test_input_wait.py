@@ -574,3 +574,34 @@ def test_tensorflow_counts_no_validation_wait_inside_a_window(keras, make_model,
     # the training input is in memory.
     assert waits.measured_secs > 0.1
     assert waits.wait_secs < 0.05
+
+
+def _space(line_ns: int, start_stat_ns: Optional[int]) -> Any:
+    """An XSpace with one wait event (2 µs at 5 µs into its line) and one
+    other event, as the profiler writes them."""
+    xplane_pb2 = input_wait._xplane_pb2()
+    space = xplane_pb2.XSpace()
+    host = space.planes.add(id=1, name="/host:CPU")
+    host.event_metadata[1].id, host.event_metadata[1].name = 1, input_wait.WAIT_EVENT
+    host.event_metadata[2].id, host.event_metadata[2].name = 2, "Iterator::Root"
+    line = host.lines.add(id=7, name="tf_data_iterator_get_next", timestamp_ns=line_ns)
+    line.events.add(metadata_id=1, offset_ps=5_000_000, duration_ps=2_000_000)
+    line.events.add(metadata_id=2, offset_ps=5_000_000, duration_ps=1_000_000)
+    if start_stat_ns is not None:
+        env = space.planes.add(id=2, name="Task Environment")
+        env.stat_metadata[1].id, env.stat_metadata[1].name = 1, "profile_start_time"
+        env.stats.add(metadata_id=1, uint64_value=start_stat_ns)
+    return space
+
+
+@pytest.mark.parametrize(
+    "line_ns, start_stat_ns, expected_start_ns",
+    [
+        (300, 1_700_000_000_000_000_000, 1_700_000_000_000_005_300),  # TF 2.21: relative + stat
+        (1_700_000_000_000_000_300, None, 1_700_000_000_000_005_300),  # absolute times
+        (300, None, 1_600_000_000_000_005_300),  # relative, no stat: the caller's start
+    ],
+)
+def test_profile_times_become_wall_clock_ns(line_ns, start_stat_ns, expected_start_ns):
+    waits = input_wait._space_waits(_space(line_ns, start_stat_ns), 1_600_000_000_000_000_000)
+    assert waits == [(expected_start_ns, expected_start_ns + 2_000)]
