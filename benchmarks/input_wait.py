@@ -8,9 +8,15 @@ input kind, with a meter attached at its defaults (a 30-call profiler
 window from call 10 on TensorFlow; every batch on JAX). The share it
 measures over the fit is set against the truth, `1 - c / s`: `s` the
 median step time with this input, `c` the median step time on in-memory
-arrays (a step that never waits). The slow inputs sleep 5 ms a batch:
-truth about 0.8. Targets (issue 29): within 10 points of the truth; on
-NumPy arrays (the reference, truth 0 by definition), under 0.2.
+arrays (a step that never waits), and for the slow inputs `sleep / s`, the
+known sleep's share of a step. The slow inputs sleep 5 ms a batch: truth
+about 0.8. The first truth assumes the step's own work is as fast as with
+in-memory input, which the input's Python threads undo on two shared cores
+(the true share is then lower); the second is exact where the batch is
+fetched inside the step (JAX; one worker) and high where it is prefetched
+while the step runs (tf.data on TensorFlow). "Off by" is the share's
+distance to the range between them. Targets (issue 29): within 10 points;
+on NumPy arrays (the reference, truth 0 by definition), under 0.2.
 
 Cost: the meter at its defaults on in-memory arrays, the cheapest step
 there is (the worst case): its own time around each `train_function` call
@@ -93,21 +99,34 @@ def _accuracy_rows(flavour: str, inputs: List[str], runs: List[Dict[str, Any]]) 
     for name in inputs:
         shares = [run[name]["share"] for run in runs if run[name]["share"] is not None]
         truths = [run[name]["truth"] for run in runs]
-        errors = [abs(run[name]["share"] - run[name]["truth"]) for run in runs
-                  if run[name]["share"] is not None]
+        sleeps = [run[name]["sleep_share"] for run in runs if run[name]["sleep_share"] is not None]
+        # Off by: the distance to the nearer truth (0 between them).
+        errors = [_distance(run[name]) for run in runs if run[name]["share"] is not None]
         if name == "numpy":  # The reference input: its truth is 0 by definition.
             ok, target = bool(shares) and median(shares) < TARGET_IN_MEMORY, f"under {TARGET_IN_MEMORY}"
         else:
             ok, target = bool(errors) and median(errors) <= TARGET_POINTS, f"within {TARGET_POINTS:.2f}"
+        truth_text = f"1 - c/s {spread(truths, '{:.2f}')}"
+        if sleeps:
+            truth_text += f"; sleep/s {spread(sleeps, '{:.2f}')}"
         rows.append(Row(
             name=f"input share, {flavour}, {name}",
             measured=f"share {spread(shares, '{:.2f}')}",
-            compared_with=f"truth 1 - c/s {spread(truths, '{:.2f}')}",
+            compared_with=truth_text,
             result=f"off by {spread(errors, '{:.2f}')}",
             target=target,
             verdict=verdict(ok),
         ))
     return rows
+
+
+def _distance(result: Dict[str, Any]) -> float:
+    """How far the share lies outside the truths' range (a point when the
+    input has one truth)."""
+    truths = [t for t in (result["truth"], result.get("sleep_share")) if t is not None]
+    low, high = min(truths), max(truths)
+    share = result["share"]
+    return max(0.0, low - share, share - high)
 
 
 def _cost_row(flavour: str, steps: int, result: Dict[str, Any]) -> Row:
