@@ -66,7 +66,7 @@ def test_every_input_is_measured_and_train_function_restored(flavour):
 def test_a_slow_inputs_share_is_within_twice_the_truth(flavour, input_kind):
     _, results = flavour
     result = results[input_kind]
-    truths = (result["truth"], result["sleep_share"])
+    truths = [t for t in (result["truth"], result["sleep_share"]) if t is not None]
     share = result["share"]
     assert min(truths) > 0.5  # a batch every 5 ms on a ~1 ms step
     assert min(truths) / 2 <= share <= 1.0, (truths, share)
