@@ -33,6 +33,7 @@ from benchmarks import (  # noqa: E402
     graph_step_counter,
     hot_path,
     in_place,
+    input_wait,
     report_speed,
     rerun_read,
     sink,
@@ -52,6 +53,7 @@ BENCHMARKS = {
     "accuracy": accuracy,
     "rerun_read": rerun_read,
     "report_speed": report_speed,
+    "input_wait": input_wait,
 }
 
 

@@ -152,7 +152,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             `goodput`, the ledger's `goodput/input_secs` apart from
             `step_secs`. Every wait is measured on JAX; on TensorFlow and
             tf_keras short profiler windows sample it (the first early in
-            each fit, then as often as costs at most 0.4% of the fit;
+            each fit, then as often as costs 0.3% of the fit by its estimate;
             `keras_stepcounter.input_wait`). A wait of at least the stall
             threshold is a stall, not input. Where it cannot be measured
             (the torch backend, Keras before 3.7 on JAX) it warns once and

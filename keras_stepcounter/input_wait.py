@@ -17,10 +17,10 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   profiler writes. The first window starts at call `FIRST_WINDOW_CALL` of
   each `fit` (after tracing); the next one once the fit has run long
   enough that the windows cost at most `cost_budget` of its time by the
-  meter's own estimate (0.4% by default, which keeps the meter under
-  about 1% of a long fit of millisecond steps, measured; see
-  `InputWaitMeter`). With 30 calls of 1 ms, a window costs about 40 ms:
-  one every 10 s or so.
+  meter's own estimate (0.3% by default, which keeps the meter under
+  1% of a long fit of millisecond steps, measured; see `InputWaitMeter`).
+  With 30 calls of 1 ms, a window's estimated cost is 10-40 ms: one every
+  3-13 s.
   `cost_budget=None` turns sampling off: windows follow each other for
   the whole fit (the profiler's cost, 15-70% of a millisecond CPU step,
   all along).
@@ -77,12 +77,12 @@ _logger = logging.getLogger("tensorflow")
 # a few hundred steps gets its window.
 WINDOW_CALLS = 30
 FIRST_WINDOW_CALL = 10
-# 0.4% for the windows, by the meter's own estimate of their cost.
-# Measured in benchmarks/input_wait.py, a window costs more than the
-# estimate sees (the calls just after it are slower too), and the wrapper
-# adds a few µs a call: at 0.5% the meter cost 1.04% of a long fit of
-# 0.7 ms steps.
-COST_BUDGET = 0.004
+# 0.3% for the windows, by the meter's own estimate of their cost.
+# Measured in benchmarks/input_wait.py, a window costs two to three times
+# what the estimate sees (the calls just after it are slower too), and
+# the wrapper adds a few µs a call: at 0.4% the meter cost 0.8-1.0% of a
+# long fit of 0.7 ms steps, at 0.5% 1.0-1.04%.
+COST_BUDGET = 0.003
 # The profiler slows the calls inside a window (by 15-70% on a
 # millisecond CPU step, benchmarks/input_wait.py). The meter books each
 # window's calls beyond the usual call outside windows as its cost, on top
@@ -334,7 +334,7 @@ class InputWaitMeter:
             (TensorFlow): after a window that cost C seconds (its start,
             stop and parse, plus its calls' time beyond the usual call's),
             the next opens C / cost_budget seconds later. None: no
-            sampling, windows back to back. Default `COST_BUDGET` (0.4%).
+            sampling, windows back to back. Default `COST_BUDGET` (0.3%).
 
     Raises:
         TypeError: `clock` is not callable.

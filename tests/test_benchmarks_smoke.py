@@ -39,6 +39,11 @@ EXPECTED_ROWS = [
     "| v1 hook: `compat.v1.StepCounterHook`",
     "| accuracy: recorded vs true rate, within an epoch",
     "| accuracy: recorded vs true rate, across an epoch end",
+    "| input share, Keras 3/TensorFlow, numpy",
+    "| input share, Keras 3/TensorFlow, PyDataset",
+    "| input share, Keras 3/JAX, numpy",
+    "| input share, Keras 3/JAX, PyDataset",
+    "| input_stats cost, Keras 3/TensorFlow, 1500 steps on arrays",
 ]
 
 

@@ -1,0 +1,309 @@
+"""InputWaitMeter on real slow inputs in one Keras flavour; prints JSON.
+
+Not a test module: `test_input_wait_flavours.py` and
+`benchmarks/input_wait.py` run it in a fresh process per flavour (Keras 3
+on TensorFlow, tf_keras via `TF_USE_LEGACY_KERAS=1`, Keras 3 on JAX via
+`KERAS_BACKEND=jax`), since the flavour is fixed when Keras is first
+imported.
+
+    python3 tests/input_wait_checks.py [--steps N] [--sleep SECS] [--window-calls N] [--hidden N]
+    python3 tests/input_wait_checks.py --cost --steps N [--rounds R]
+
+For each input kind it fits a one-Dense-layer model (on JAX after two
+hidden layers of 1024, for a ~1 ms step as on TensorFlow) with a meter attached
+by a callback (as the counter attaches it) and reports the meter's share
+over the fit next to two truths, from batch-end clock reads: `1 - c / s`,
+where `s` is the median step time with this input and `c` the median step
+time on in-memory arrays (what a step costs without waiting), and, for the
+slow inputs, `sleep / s`, the known sleep's share of a step. The first
+assumes a step's own work takes as long as without the slow input; where
+the input's Python threads slow it (the GIL, two shared cores) the true
+share is lower. The second is the true share where the batch is fetched
+in the step (JAX, one worker), a bound from above where it is prefetched
+while the step runs (tf.data on TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_stepcounter.input_wait import InputWaitMeter  # noqa: E402
+
+keras = tf.keras
+BATCH = 4
+IN_MEMORY = ("numpy", "tf.data")
+ON_JAX = os.environ.get("KERAS_BACKEND") == "jax"
+# JAX: two hidden layers of 1024 bring its step to about 1 ms, the
+# issue's step (Keras 3 and tf_keras on TensorFlow: the bare layer's).
+HIDDEN = 1024 if ON_JAX else 0
+
+
+class MeterCallback(keras.callbacks.Callback):
+    """Attaches a meter for the fit and keeps the batch-end clock reads."""
+
+    def __init__(self, meter: InputWaitMeter) -> None:
+        super().__init__()
+        self.meter = meter
+        self.attached = False
+        self.batch_ends: List[float] = []
+        self.began = self.ended = 0.0
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.attached = self.meter.attach(self.model)
+        self.began = self.meter.clock()
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.batch_ends.append(self.meter.clock())
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self.ended = self.meter.clock()
+        self.meter.detach()
+
+
+def make_inputs(steps: int, sleep: float) -> Dict[str, Callable[[], Dict[str, Any]]]:
+    """Each input kind: a function giving `fit`'s keyword arguments."""
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * BATCH, 8), dtype=np.float32)
+    y = rng.random((steps * BATCH, 1), dtype=np.float32)
+
+    def slow_numpy(xb: Any, yb: Any) -> Any:
+        time.sleep(sleep)
+        return xb, yb
+
+    # tf_keras has no PyDataset: its Sequence is the same idea, with the
+    # workers given to fit().
+    base = getattr(keras.utils, "PyDataset", None) or keras.utils.Sequence
+
+    class SlowPyDataset(base):  # type: ignore[misc, valid-type]
+        # `workers` threads each sleep `workers` times longer: one batch
+        # every `sleep` seconds, whatever the number of workers.
+        def __init__(self, threads: int = 1, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.sleep = sleep * threads
+
+        def __len__(self) -> int:
+            return steps
+
+        def __getitem__(self, index: int) -> Any:
+            time.sleep(self.sleep)
+            rows = slice(index * BATCH, (index + 1) * BATCH)
+            return x[rows], y[rows]
+
+    def generator() -> Any:
+        while True:
+            for index in range(steps):
+                time.sleep(sleep)
+                rows = slice(index * BATCH, (index + 1) * BATCH)
+                yield x[rows], y[rows]
+
+    def sliced() -> Any:
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
+
+    def py_function_map() -> Any:
+        def slow(xb: Any, yb: Any) -> Any:
+            out = tf.py_function(slow_numpy, [xb, yb], [tf.float32, tf.float32])
+            return tf.ensure_shape(out[0], [None, 8]), tf.ensure_shape(out[1], [None, 1])
+
+        return sliced().map(slow)
+
+    def numpy_function_map() -> Any:
+        def slow(xb: Any, yb: Any) -> Any:
+            out = tf.numpy_function(slow_numpy, [xb, yb], [tf.float32, tf.float32])
+            return tf.ensure_shape(out[0], [None, 8]), tf.ensure_shape(out[1], [None, 1])
+
+        return sliced().map(slow)
+
+    def pydataset(workers: int) -> Dict[str, Any]:
+        if base is not getattr(keras.utils, "PyDataset", None):  # tf_keras: workers >= 1
+            return {"x": SlowPyDataset(max(workers, 1)), "workers": max(workers, 1), "use_multiprocessing": False}
+        if workers == 0:  # Keras 3's default
+            return {"x": SlowPyDataset()}
+        return {"x": SlowPyDataset(workers, workers=workers, use_multiprocessing=False)}
+
+    return {
+        "numpy": lambda: {"x": x, "y": y, "batch_size": BATCH},
+        "tf.data": lambda: {"x": sliced()},
+        "tf.data+py_function": lambda: {"x": py_function_map()},
+        "tf.data+numpy_function": lambda: {"x": numpy_function_map()},
+        "PyDataset": lambda: pydataset(0),
+        "PyDataset(workers=2)": lambda: pydataset(2),
+        "generator": lambda: {"x": generator(), "steps_per_epoch": steps},
+    }
+
+
+def make_model(hidden: int) -> Any:
+    """One Dense layer, after two hidden ones of `hidden` units: on JAX the
+    bare layer's step is about 40 µs, where iterating even in-memory
+    arrays is a large share of it; the hidden layers give every backend a
+    step closer to the issue's ~1 ms."""
+    layers = [keras.Input((8,))]
+    if hidden:
+        layers.append(keras.layers.Dense(hidden, activation="relu"))
+        layers.append(keras.layers.Dense(hidden, activation="relu"))
+    model = keras.Sequential([*layers, keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    return model
+
+
+def fit_once(model: Any, kwargs: Dict[str, Any], meter: InputWaitMeter) -> Dict[str, Any]:
+    callback = MeterCallback(meter)
+    started = time.perf_counter()
+    model.fit(**kwargs, epochs=1, verbose=0, callbacks=[callback])
+    fit_secs = time.perf_counter() - started
+    steps = np.diff(callback.batch_ends)
+    waits = meter.waits_between(callback.began, callback.ended)
+    return {
+        "attached": callback.attached,
+        "steps": len(callback.batch_ends),
+        "step_secs": float(np.median(steps[len(steps) // 4:])) if len(steps) > 4 else None,
+        "share": None if waits is None else waits.share,
+        "measured_secs": None if waits is None else waits.measured_secs,
+        "wait_secs": None if waits is None else waits.wait_secs,
+        "waits": None if waits is None else len(waits.waits),
+        "fit_secs": fit_secs,
+        "restored": not type(model.train_function).__name__.startswith("_TrainFunction"),
+    }
+
+
+class CostMeter(InputWaitMeter):
+    """A meter at its defaults that also times itself: the time it spends
+    around each `train_function` call (wrapper, window start, stop and
+    parse) and each call's own length, flagged when inside a window."""
+
+    def __init__(self) -> None:
+        super().__init__(time.perf_counter)
+        self.own_secs = 0.0
+        self.calls: List[Any] = []  # (call secs, inside a window)
+
+    def attach(self, model: Any) -> bool:
+        attached = super().attach(model)
+        if self._wrapper is not None:
+            self._wrapper.call = self._timed(self._wrapper.call)
+        return attached
+
+    def _timed(self, call: Any) -> Any:
+        clock = self.clock
+
+        def timed_call(original: Any, args: Any, kwargs: Any) -> Any:
+            entered = clock()
+            inner = 0.0
+
+            def timed(*a: Any, **k: Any) -> Any:
+                nonlocal inner
+                began = clock()
+                try:
+                    return original(*a, **k)
+                finally:
+                    inner = clock() - began
+                    self.calls.append((inner, self._window is not None))
+
+            try:
+                return call(timed, args, kwargs)
+            finally:
+                self.own_secs += clock() - entered - inner
+
+        return timed_call
+
+
+def proxy_us_per_batch(number: int = 200_000) -> float:
+    """µs the JAX path adds to each `next()`: the timing proxy against the
+    bare iterator (pure Python, the same on every backend)."""
+    import timeit
+
+    from keras_stepcounter.input_wait import _TimedIterator
+
+    meter = InputWaitMeter(time.perf_counter)
+    bare = timeit.timeit("next(it)", setup="it = iter(range(10**9))", number=number)
+    proxied = timeit.timeit(
+        "next(it)", number=number,
+        globals={"it": _TimedIterator(iter(range(10**9)), meter.clock, meter._waits)},
+    )
+    return (proxied - bare) / number * 1e6
+
+
+def cost(steps: int, rounds: int) -> Dict[str, Any]:
+    """The meter's cost at its defaults in a fit of `steps` steps on
+    in-memory arrays (the cheapest step: the worst case), `rounds` times."""
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    rng = np.random.default_rng(0)
+    x = rng.random((steps * BATCH, 8), dtype=np.float32)
+    y = rng.random((steps * BATCH, 1), dtype=np.float32)
+    model.fit(x[:BATCH * 20], y[:BATCH * 20], batch_size=BATCH, verbose=0)  # tracing
+    figures: List[Dict[str, float]] = []
+    for _ in range(rounds):
+        meter = CostMeter()
+        callback = MeterCallback(meter)
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+        fit_secs = time.perf_counter() - started
+        outside = [secs for secs, inside in meter.calls if not inside]
+        baseline = float(np.median(outside)) if outside else 0.0
+        # The profiler's slowdown: each windowed call's excess over a call outside.
+        excess = sum(max(0.0, secs - baseline) for secs, inside in meter.calls if inside)
+        windows = sum(
+            1 for (_, inside), (_, before) in zip(meter.calls, [(0.0, False)] + meter.calls)
+            if inside and not before
+        )
+        figures.append({
+            "fit_secs": fit_secs,
+            "own_secs": meter.own_secs,
+            "window_excess_secs": excess,
+            "windows": windows,
+            "cost_frac": (meter.own_secs + excess) / (fit_secs - meter.own_secs - excess),
+            "call_secs": baseline,
+        })
+    return {"rounds": figures, "proxy_us_per_batch": proxy_us_per_batch()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--sleep", type=float, default=0.005)
+    parser.add_argument("--window-calls", type=int, default=30)
+    parser.add_argument("--only", action="append")
+    parser.add_argument(
+        "--hidden", type=int, default=HIDDEN, help="width of the two hidden layers (0: none)"
+    )
+    parser.add_argument("--cost", action="store_true", help="measure the meter's cost instead")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.cost:
+        print("RESULTS " + json.dumps(cost(args.steps, args.rounds)))
+        return
+    model = make_model(args.hidden)
+    inputs = make_inputs(args.steps, args.sleep)
+    results: Dict[str, Any] = {"keras": keras.__version__ if hasattr(keras, "__version__") else ""}
+    names = args.only or list(inputs)
+    if "numpy" not in names:
+        names = ["numpy"] + names
+    for name in names:
+        meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
+        fit_once(model, inputs[name](), meter)  # Warm-up: tracing, thread pools.
+        meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
+        results[name] = fit_once(model, inputs[name](), meter)
+    compute = results["numpy"]["step_secs"]
+    for name in names:
+        step = results[name]["step_secs"]
+        results[name]["truth"] = max(0.0, 1.0 - compute / step) if step else None
+        # The known sleep's share of a step (a batch every `sleep` seconds);
+        # none for two workers, whose queue fills before the first step.
+        slow = name not in IN_MEMORY and name != "PyDataset(workers=2)"
+        results[name]["sleep_share"] = min(1.0, args.sleep / step) if slow and step else None
+    print("RESULTS " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
