@@ -162,9 +162,12 @@ class Recorder:
             typical_step_secs=lambda: self.typical_step_secs,
             clock=clock,
         )
-        if self.step_times is not None:  # Chosen once, not per batch.
+        # The per-batch path, chosen once: the plainest that does the job.
+        if self.step_times is not None:
             self._add_step_time = self.step_times.add
             self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
+        elif self._stall_setting is not None:
+            self.batch_end = self._watched_batch_end  # type: ignore[method-assign]
         self.writing = True
         self.typical_step_secs: Optional[float] = None
         self.stretch_rate: Optional[float] = None
@@ -381,8 +384,24 @@ class Recorder:
     # The batch path. -------------------------------------------------------
 
     def batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """One batch call ended. The hot path: a compare unless a read is due
-        or the call took the stall threshold."""
+        """One batch call ended. The hot path: a compare unless a read is due.
+
+        This one neither finds stalls nor keeps step times; `__init__`
+        puts the variant that does in its place when asked for (the same
+        lines with one or two more, not calls to this: a second frame
+        would double the per-batch cost).
+        """
+        now = self._last_end = self._clock()
+        if self._count_fn is not None:
+            self._count_examples(logs)
+        self._calls_since_read += 1
+        if self._calls_since_read < self._calls_until_read and now < self._deadline:
+            return
+        self._at_read(now)
+
+    def _watched_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
+        """`batch_end` that also finds stalls (`stall_secs`, `goodput`): a
+        call that took the threshold reads at once."""
         now = self._clock()
         last, self._last_end = self._last_end, now
         if self._count_fn is not None:
@@ -397,11 +416,9 @@ class Recorder:
         self._at_read(last)
 
     def _timed_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """`batch_end` that also keeps the step's time (`step_time_stats`).
-
-        The same lines as `batch_end` with one more, not a call to it: a
-        second frame would double the per-batch cost. (A call that reads
-        is timed in `_at_read`, to its read's end.)
+        """`_watched_batch_end` that also keeps the step's time
+        (`step_time_stats`). (A call that reads is timed in `_at_read`, to
+        its read's end.)
         """
         now = self._clock()
         last, self._last_end = self._last_end, now
