@@ -690,6 +690,7 @@ def test_paused_block_is_left_out_of_every_instrument_and_never_a_stall(tmp_path
 
 @pytest.mark.parametrize("option", [
     "goodput", "step_time_stats", "pause_between_epochs", "epoch_logs", "time_to_first_step",
+    "input_stats",
 ])
 @pytest.mark.parametrize("value", ["no", 1, None])
 def test_an_on_off_option_takes_only_a_bool(option, value):
