@@ -24,7 +24,8 @@ from keras_stepcounter.custom_loops import CustomLoopMethods
 from keras_stepcounter.dashboard import DashboardTags
 from keras_stepcounter.input_wait import InputWaitMeter
 from keras_stepcounter.core.options import RecorderOptions
-from keras_stepcounter.core.rates import DEFAULT_TAG, RateTracker
+from keras_stepcounter.core.rates import RateTracker
+from keras_stepcounter.core.tags import DEFAULT_TAG
 from keras_stepcounter.core.recorder import Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.watchdog import check_stall_secs
@@ -64,14 +65,12 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     flushed to disk, and logged as `global_step/sec: <value>` through
     TensorFlow's logger.
 
-    Between triggers a batch costs a clock read and a compare: the device
-    counter is read only on batches where a trigger can fire. Time between
-    epochs (validation, checkpoints; unless `pause_between_epochs=False`),
-    between `fit` calls, and the counter's own work of writing a record
-    are not counted.
-    List the counter first in `callbacks=`: the interval of an epoch's last
-    record then ends when every callback's work on the last batch is done,
-    and starts again before any of them works on the next epoch's first.
+    Between triggers a batch costs a clock read and a few compares: the
+    device counter is read only where a trigger can fire. Time between
+    epochs (unless `pause_between_epochs=False`), between `fit` calls, and
+    the counter's own work of writing a record are not counted. List the
+    counter first in `callbacks=`, so that an epoch's boundary starts after
+    every callback's work on its last batch.
 
     Args:
         every_n_steps: Record every N global steps. Default 100.
@@ -124,40 +123,29 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             thread logs one warning with the step training is at and the
             training thread's stack, or `"auto"` (ten times the typical
             step time, at least 60 s). A stall is a gap between two step
-            ends of at least this, after the run's first step end, decided
-            by its length when it ends; when steps resume, `stall_secs`
-            (the stall's length, from the last step end before it to the
-            first after it) is written at that step. Pauses are not
-            stalls: epoch boundaries with `pause_between_epochs=True`,
-            `paused()` blocks. Writing a record is never a stall, however
-            slow (the watchdog still warns while a write hangs). The
-            watchdog runs from `on_train_begin` to `on_train_end`, or
-            until the `fit` call that began the run has left the training
-            thread (it raised). In a job of several processes each process
-            warns of its own stalls, naming itself; only the writing
-            process writes `stall_secs`.
+            ends of at least this after the first step end, decided by its
+            length when it ends; its length is written as `stall_secs` at
+            the step that ends it. Pauses and writing a record are never
+            stalls. The watchdog runs from `on_train_begin` to
+            `on_train_end`, or until the `fit` call that began the run has
+            left the training thread (it raised). Every process of a job
+            warns of its own stalls, naming itself.
         goodput: At the end of each `fit`, write where its time went:
             `goodput/total_secs`, `/startup_secs`, `/step_secs`,
             `/epoch_boundary_secs`, `/stall_secs`, `/recorder_secs`,
             `/other_secs` (they add up to the total) and `/fraction`
             (`step_secs / total_secs`); a fit that raised gets its ledger
-            at the counter's next run or `close()`, ending at its last step
-            end. And `goodput/rerun_steps` when a fit starts above step 0
-            and below the last step read by the latest run that wrote to
-            `output_dir` (its lineage index, `stepcounter.lineage.json`;
-            after a kill short by fewer than `every_n_steps`).
+            at the next run or `close()`. And `goodput/rerun_steps` when a
+            fit starts above step 0 and below the last step read by the
+            latest run that wrote to `output_dir` (see the guide,
+            docs/beyond-steps-per-sec.md).
         input_stats: In `fit`, measure how long the steps wait for their
             next batch: `time_frac/input` at each record whose interval
             was measured (the share of its training time), and with
-            `goodput`, the ledger's `goodput/input_secs` apart from
-            `step_secs`. Every wait is measured on JAX; on TensorFlow and
-            tf_keras short profiler windows sample it (the first early in
-            each fit, then as often as costs 0.3% of the fit by its estimate;
-            `keras_stepcounter.input_wait`). A wait of at least the stall
-            threshold is a stall, not input. Where it cannot be measured
-            (the torch backend, Keras before 3.7 on JAX) it warns once and
-            writes nothing. A custom loop times its input with
-            `timed_iter` instead.
+            `goodput`, `goodput/input_secs` apart from `step_secs`. How,
+            per backend, and what it costs: `keras_stepcounter.input_wait`.
+            Where it cannot be measured it warns once and writes nothing.
+            A custom loop times its input with `timed_iter` instead.
 
     Example:
 
@@ -168,16 +156,11 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     ```
 
     Under `tf.distribute` and across JAX processes, steps and `batch_size`
-    are global (all replicas); in a job of several processes only one
-    writes and logs (the chief of `MultiWorkerMirroredStrategy`, JAX
-    process 0), while every process runs its own stall watchdog, whose
-    lines name the process.
-
-    `async_safe` is False: the clock must be read at the end of each batch,
-    on the training thread. Keras on JAX runs batch callbacks on a thread
-    pool when `callbacks=` is one callback rather than a list (it checks
-    `async_safe` only in lists); the counter then warns once and records
-    nothing for that `fit`.
+    are global; only one process of a job writes and logs (the chief, JAX
+    process 0). `async_safe` is False: the clock is read at each batch end
+    on the training thread (given one callback rather than a list, Keras
+    on JAX runs it on a thread pool: the counter then warns and records
+    nothing for that `fit`).
     """
 
     async_safe = False

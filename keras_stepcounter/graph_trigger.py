@@ -13,7 +13,8 @@ from typing import Any, List, Optional
 import tensorflow as tf
 
 from keras_stepcounter.core.options import RecorderOptions
-from keras_stepcounter.core.rates import TIME_TO_FIRST_STEP_TAG, interval_scalars
+from keras_stepcounter.core.rates import interval_scalars
+from keras_stepcounter.core.tags import TIME_TO_FIRST_STEP_TAG
 from keras_stepcounter.writer.in_graph import (
     after,
     graph_ops,

@@ -1,24 +1,14 @@
 """`InputShare`: the share of training time spent waiting for input.
 
-A meter (`keras_stepcounter.input_wait.InputWaitMeter` in `fit`) measures,
-in the counter's clock, which spans it watched and when a step waited for
-its batch inside them: every span on JAX, profiler windows on TensorFlow.
-This turns its measurements into the two figures the counter writes, by
-the timeline's rule that each second is booked once:
-
-* at each record, `time_frac/input`: the waits over the interval's
-  measured training time, where the interval was measured (None where it
-  was not: the tag is then not written, never a made-up zero);
-* at the run's end, the run's share (all measured waits over all measured
-  training time), which the ledger applies to its step time: the
-  `input` bucket, exact where every step was measured (JAX), an estimate
-  from the windows where it samples (TensorFlow).
-
-A wait of at least the stall threshold, or one inside a stall, is the
-stall's: never counted as input. Measured time is at most the interval's
-training time, less its stalls (a profiler window that spans an epoch's
-end counts the boundary in its measured time: one window in a few
-hundred steps, rarely).
+A meter (`keras_stepcounter.input_wait.InputWaitMeter` in `fit`) says, in
+the counter's clock, which spans it measured and when a step waited for
+its batch inside them (every span on JAX, profiler windows on TensorFlow).
+From them come `time_frac/input` at each measured record interval (None,
+so no tag, where it was not measured) and the run's share, which the
+ledger applies to its step time as the `input` bucket (an estimate where
+it samples). A wait of at least the stall threshold, or inside a stall, is
+the stall's, never input; measured time is at most the interval's
+training time less its stalls.
 """
 
 from __future__ import annotations

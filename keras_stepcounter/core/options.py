@@ -19,13 +19,9 @@ from keras_stepcounter.core.tags import DEFAULT_TAG
 class RecorderOptions:
     """The validated shared settings of a recorder.
 
-    Constructing one runs every shared check, in this order: exactly one of
-    `every_n_steps` / `every_n_secs`, each a positive finite number
-    (`every_n_steps` an int, neither a bool); `tag` a non-empty str;
-    `count_fn` callable; `batch_size` and `count_fn` not both (both define
-    `examples/sec`); `flops_per_step` and `peak_flops_per_sec` together;
-    `batch_size` a positive int; the FLOP figures positive finite numbers.
-    A failed check raises `ValueError` or `TypeError` naming the argument.
+    Constructing one runs every shared check (`core/checks.py`, in the
+    order of `__post_init__`); a failed one raises `ValueError` or
+    `TypeError` naming the argument.
 
     Args:
         every_n_steps: Record every N global steps (v1 default 100).

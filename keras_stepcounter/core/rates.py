@@ -1,12 +1,10 @@
 """Rate arithmetic shared by every recorder, in plain Python.
 
 `interval_scalars` is the one formula for what a record holds (steps/sec,
-examples/sec, mfu); it uses only arithmetic operators, so it gives Python
-floats for `StepCounter` and the v1 hook, and graph tensors for
-`GraphStepCounter`. `RateTracker` turns "the global step is now N" into
-a due interval (`interval`) and its scalars (`scalars`), using a
-`SecondOrStepTimer` for the when: `StepCounter` and the v1 hook both
-record through it.
+examples/sec, mfu), in arithmetic operators only: Python floats for
+`StepCounter` and the v1 hook, graph tensors for `GraphStepCounter`.
+`RateTracker` turns "the global step is now N" into a due interval and its
+scalars, with a `SecondOrStepTimer` for the when.
 """
 
 from __future__ import annotations
@@ -15,25 +13,8 @@ import logging
 from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from keras_stepcounter.core.options import RecorderOptions, mfu_per_step_rate
-from keras_stepcounter.core.tags import (
-    DEFAULT_TAG,
-    EXAMPLES_TAG,
-    MFU_TAG,
-    TIME_TO_FIRST_STEP_TAG,
-)
+from keras_stepcounter.core.tags import DEFAULT_TAG, EXAMPLES_TAG, MFU_TAG
 from keras_stepcounter.core.timer import SecondOrStepTimer
-
-__all__ = [
-    "DEFAULT_TAG",
-    "EXAMPLES_TAG",
-    "MFU_TAG",
-    "TIME_TO_FIRST_STEP_TAG",
-    "RateTracker",
-    "ScalarSink",
-    "interval_scalars",
-    "log_rate",
-    "tf_logger",
-]
 
 # TensorFlow's own logger, by name: the v1 hook logged through it, and log
 # scrapers look for its lines. Naming it avoids importing TensorFlow here.

@@ -1,25 +1,16 @@
 """`Recorder`: the framework-free part of `StepCounter`, from hook calls to records.
 
 The adapters (the Keras callback, `track()`) map their hooks onto a run's
-calls here: `begin_run`, `begin_steps`, `batch_end`, `pause_steps`,
-`end_run`. The recorder owns the run: it decides when to read the step,
-reads it, and writes what a read leads to. Each measurement is an object
-of its own that it asks:
+calls: `begin_run`, `begin_steps`, `batch_end`, `pause_steps`, `end_run`.
+The recorder owns the run and asks one object per job: `ReadSchedule`
+(when to read the step), `RateTracker` (v1's trigger rules and the
+rates), `Timeline` (where each second went: the clock every instrument
+reads, and the ledger), `StepTimes` (`step_time/*`), `Sections`
+(`time_frac/*`), `InputShare` (`input_stats=True`), `StallWatchdog` (warns
+while no step ends) and the sink (`writer/`).
 
-* `ReadSchedule`: when a record can be due, so quiet batches read nothing;
-* `RateTracker`: the v1 trigger rules and the rate formulas;
-* `Timeline`: where each second of the run went (pauses, own work,
-  stalls, input), the clock every instrument reads, and the ledger;
-* `StepTimes`: per-step times for `step_time/*`;
-* `Sections`: timed blocks for `time_frac/*`, in the timeline's training
-  time;
-* `InputShare`: the input wait's share (`input_stats=True`), from a meter;
-* `StallWatchdog`: the thread that warns while no step ends;
-* the sink: where records go (`writer/`).
-
-A record's path: the batch hook (`batch_end`) -> `_at_read` (reads the
-step, applies the trigger rules, builds the scalars) -> `_write` -> the
-sink's `write` -> the event file.
+A record's path: `batch_end` -> `_at_read` (reads the step, applies the
+trigger rules, builds the scalars) -> `_write` -> the sink's `write`.
 """
 
 from __future__ import annotations
@@ -84,13 +75,13 @@ class RecordSink(ScalarSink, Protocol):
 
 
 class Recorder:
-    """Turns a run's hook calls into rate records, reading the device only
-    when needed.
+    """Turns a run's hook calls into records, reading the device only when
+    needed.
 
-    A run is `begin_run`, then for each stretch of training steps (an
-    epoch) `begin_steps`, `batch_end` per batch call, `pause_steps`; then
-    `end_run`. A pause runs from the end of the last batch before it to
-    the next `begin_steps`, and every instrument leaves it out.
+    A run is `begin_run`, then per stretch of steps (an epoch)
+    `begin_steps`, `batch_end` per batch call, `pause_steps`; then
+    `end_run`. A pause runs from the last batch end before it to the next
+    `begin_steps`; every instrument leaves it out.
 
     Args:
         rates: Trigger timer and formulas.
@@ -162,12 +153,6 @@ class Recorder:
             typical_step_secs=lambda: self.typical_step_secs,
             clock=clock,
         )
-        # The per-batch path, chosen once: the plainest that does the job.
-        if self.step_times is not None:
-            self._add_step_time = self.step_times.add
-            self.batch_end = self._timed_batch_end  # type: ignore[method-assign]
-        elif self._stall_setting is not None:
-            self.batch_end = self._watched_batch_end  # type: ignore[method-assign]
         self.writing = True
         self.typical_step_secs: Optional[float] = None
         self.stretch_rate: Optional[float] = None
@@ -384,24 +369,9 @@ class Recorder:
     # The batch path. -------------------------------------------------------
 
     def batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """One batch call ended. The hot path: a compare unless a read is due.
-
-        This one neither finds stalls nor keeps step times; `__init__`
-        puts the variant that does in its place when asked for (the same
-        lines with one or two more, not calls to this: a second frame
-        would double the per-batch cost).
-        """
-        now = self._last_end = self._clock()
-        if self._count_fn is not None:
-            self._count_examples(logs)
-        self._calls_since_read += 1
-        if self._calls_since_read < self._calls_until_read and now < self._deadline:
-            return
-        self._at_read(now)
-
-    def _watched_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """`batch_end` that also finds stalls (`stall_secs`, `goodput`): a
-        call that took the threshold reads at once."""
+        """One batch call ended. The hot path: a few compares unless a read
+        is due, or the call took the stall threshold (then it reads at once).
+        A call that reads is timed in `_at_read`, to its read's end."""
         now = self._clock()
         last, self._last_end = self._last_end, now
         if self._count_fn is not None:
@@ -412,25 +382,8 @@ class Recorder:
             and now < self._deadline
             and now - last < self._stall_after
         ):
-            return
-        self._at_read(last)
-
-    def _timed_batch_end(self, batch: Any = None, logs: Optional[Dict[str, Any]] = None) -> None:
-        """`_watched_batch_end` that also keeps the step's time
-        (`step_time_stats`). (A call that reads is timed in `_at_read`, to
-        its read's end.)
-        """
-        now = self._clock()
-        last, self._last_end = self._last_end, now
-        if self._count_fn is not None:
-            self._count_examples(logs)
-        self._calls_since_read += 1
-        if (
-            self._calls_since_read < self._calls_until_read
-            and now < self._deadline
-            and now - last < self._stall_after
-        ):
-            self._add_step_time(now - last, self._steps_per_call)
+            if self.step_times is not None:
+                self.step_times.add(now - last, self._steps_per_call)
             return
         self._at_read(last)
 

@@ -1,11 +1,9 @@
 """When the device counter must be read: the per-batch test, precomputed.
 
-Reading the global step costs a device read (microseconds to a hundred
-microseconds inside `fit`); a batch costs well under one. So the counter is
-read only on batches where a record can be due, and the result equals what
-a read on every batch would give: the step can never pass the trigger
-threshold unseen, because no batch call covers more than `steps_per_call`
-steps.
+A step read costs microseconds to a hundred inside `fit`, a batch end well
+under one: the step is read only where a record can be due, with the
+result of a read at every batch (no call covers more than
+`steps_per_call` steps, so the step never passes a trigger unseen).
 """
 
 from __future__ import annotations
@@ -30,11 +28,9 @@ class ReadSchedule:
             (the model's `steps_per_execution`, fewer with gradient
             accumulation).
 
-    If the counter is seen to advance more per call than `steps_per_call`
-    (a custom `train_step` applying gradients twice, say), the bound widens
-    to what was seen, so that no record lands late. A step that jumped
-    forward on a run's first read (a restore) is not seen here: the first
-    read of a run is its baseline, not an advance.
+    A step seen to advance more per call than `steps_per_call` (a
+    `train_step` applying gradients twice) widens the bound to what was
+    seen. A run's first read is its baseline, never an advance.
 
     Example:
 

@@ -1,29 +1,20 @@
 """Per-step times of one record interval, summarised as percentiles.
 
-A steps/sec record is a mean; `StepTimes` keeps what the mean hides: the
-time of each step in the interval, so that a record can also say how slow
-the slowest step, or one step in a hundred, was. The recorder adds the
-seconds of each batch callback as it ends (`add`, on the hot path), asks
-for `summary()` at a record and `clear()`s for the next interval.
+A steps/sec record is a mean; `StepTimes` keeps what it hides. The
+recorder `add`s each batch call's seconds (the hot path), asks for
+`summary()` at a record and `clear()`s for the next interval.
 
 Percentiles are weighted nearest-rank: a call covering k steps in s seconds
-counts as k steps of s/k seconds each, and `pN` is the smallest per-step
-time t such that at least N% of the interval's steps took t or less. With
-100 steps of 1, 2, ..., 100 seconds, p10 is 10, p50 is 50, p90 is 90 and
-p99 is 99.
+counts as k steps of s/k, and `pN` is the smallest per-step time t such
+that at least N% of the interval's steps took t or less (with 100 steps of
+1, 2, ..., 100 s, p10 is 10 and p99 is 99).
 
-Memory is bounded. When one interval brings more calls than `capacity`
-(a long `every_n_secs`, fast steps), the full buffer is folded into a
-sample of blocks: its calls are grouped in blocks of B consecutive calls
-(B starts at 1), each block keeps one of its calls' per-step time,
-weighted by all the block's steps, and while more than `capacity` blocks
-are kept, neighbouring blocks pair up the same way and B doubles. So at
-most 2 x capacity samples are kept and sorted, and the percentiles come
-from about one call in B. The call a block keeps is drawn from a generator
-seeded the same way in every interval: the result is deterministic, yet a
-periodic pattern (a slow step every 64 steps) is not aliased the way
-"always the first call" would alias it. `step_time/max` stays exact (the
-maximum of the dropped times is kept).
+Memory is bounded: past `capacity` calls in one interval, the buffer is
+folded into blocks of B consecutive calls (B doubling as needed), each
+keeping one call's per-step time, drawn from a generator seeded alike in
+every interval (deterministic, yet a slow step every 64 is not aliased as
+"always the first call" would alias it), weighted by the block's steps. At
+most 2 x capacity samples are sorted; `step_time/max` stays exact.
 """
 
 from __future__ import annotations

@@ -1,46 +1,33 @@
 """`Timeline`: one run's record of when steps ran, in the counter's clock.
 
-Every instrument of a counter answers a question about the same few moments
-of a run: the rate (how many steps in how much training time), step-time
-percentiles (how long each batch call took), time fractions (what share of
-that time a named block took), the epoch's `steps_per_sec`, the goodput
-ledger (where the run's wall time went) and the stall watchdog (how long
-since the last step ended). They read one record of those moments, this
-one, so a second is the same kind of second for all of them:
+Every instrument (the rate, step times, time fractions, the epoch's
+`steps_per_sec`, the goodput ledger, the watchdog) reads this one record
+of a run's moments, so a second is the same kind of second for all:
 
     begin_run --startup-- first step end --steps-- last batch end
         --pause-- next first batch --steps-- ... last batch end --pause-- end_run
 
-- Startup: from `begin_run` to the end of the run's first step (tracing,
-  compiling, the first batch). No rate covers it: the first read of the
-  step is the rates' baseline.
-- Steps: batch calls, each from the end of the one before (or from where
-  steps began) to its end. Reading the step is part of the batch call it
-  ends (the read waits for the device to finish the step).
-- A pause: from the end of the last batch before it, whatever hook the
-  counter learns it in, to the start of the next batch: an epoch boundary
-  (what Keras does after the last batch, validation, checkpoints, other
-  callbacks' epoch work), a custom loop's `paused()` block, a notebook
-  cell's end to the next cell's start, the run's tail after its last
-  batch. Left out of every instrument; booked as `epoch_boundary`. With
-  `pause_between_epochs=False` epoch boundaries and the tail are steps for
-  every instrument alike (a `paused()` block is still a pause).
-- The counter's own work (writing a record, flushing) while in steps: left
-  out of training time, booked as `recorder`, however long it takes.
-- A stall: a gap between two step ends (or from where steps resumed) of at
-  least the stall threshold, after the run's first step end, decided by its
-  length when it ends. It stays training time (a hang slows the rate and
-  shows in `step_time/max`); the ledger books it as `stall`, never as
-  `step`.
-- Input: waits for the next batch shorter than the stall threshold
-  (`input_stats=True`): training time, booked as `input`, the measured
-  share of the steps' time (`input_share`, from `InputShare`).
+- Startup: to the end of the run's first step (tracing, compiling, the
+  first batch). No rate covers it: its read is the rates' baseline.
+- Steps: batch calls, each from the end of the one before to its end,
+  reading the step included (the read waits for the device).
+- A pause: from the last batch end before it to the next batch: an epoch
+  boundary (validation, checkpoints, other callbacks' epoch work), a
+  `paused()` block, the time between notebook cells, the run's tail. Left
+  out of every instrument, booked as `epoch_boundary`. With
+  `pause_between_epochs=False` epoch boundaries and the tail are steps.
+- The counter's own work (writing a record) while in steps: out of
+  training time, booked as `recorder`, however long.
+- A stall: a gap between step ends of at least the stall threshold, after
+  the first step end, decided by its length when it ends. Training time
+  (it slows the rate); booked as `stall`, never as `step`.
+- Input (`input_stats=True`): shorter waits for the next batch, booked as
+  `input`, the measured share of the steps' time (`input_share`).
 
-The recorder tells the timeline each moment with its time; none of them
-can overlap another (a gap starts where the last step, pause or piece of
-own work ended), so every second of a run lands in one bucket and none is
-negative. Training time, `training_time(t)`, is the clock less every pause
-and every piece of own work before `t`, frozen while paused.
+No two moments overlap (a gap starts where the last step, pause or work
+ended), so every second lands in one bucket and none is negative.
+Training time, `training_time(t)`, is the clock less the pauses and own
+work before `t`, frozen while paused.
 """
 
 from __future__ import annotations

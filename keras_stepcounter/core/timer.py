@@ -1,23 +1,12 @@
 """The trigger timer shared by every recorder, in plain Python.
 
-`SecondOrStepTimer` follows the rules of TF1's timer of the same name
-(`tf.compat.v1.train.SecondOrStepTimer`) with two changes that the
-package promises:
-
-* time comes from the `clock` it is given, read when needed, or from the
-  `now` a caller passes: a monotonic clock (`time.perf_counter`) by
-  default, so a wall-clock jump cannot bend a rate; the v1 classes pass
-  TF1's clock, `time.time()` looked up at each call
-  (`compat.v1.SecondOrStepTimer`); `StepCounter` passes its timeline's
-  training time, which leaves out pauses and its own work;
-* the baseline time can be re-taken after the recorder's own work
-  (`restart_clock`), so writing a record is not charged to training (the
-  v1 hook's way; `StepCounter` passes a training time that leaves out its
-  work and its pauses instead).
-
-It also answers "how soon could you trigger?" (`steps_until_trigger`,
-`trigger_deadline`), which is what lets the Keras callback skip reading the
-device on batches where nothing can happen.
+`SecondOrStepTimer` follows TF1's timer of the same name
+(`tf.compat.v1.train.SecondOrStepTimer`) with two changes: time comes
+from the `clock` it is given (monotonic by default; the v1 classes pass
+TF1's `time.time()`, `StepCounter` its training time) or from the `now` a
+caller passes; and `restart_clock` re-takes the baseline time after the
+v1 hook's own work. `steps_until_trigger` and `trigger_deadline` say how
+soon it could trigger, which lets the callback skip reading the device.
 """
 
 from __future__ import annotations

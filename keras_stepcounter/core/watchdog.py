@@ -1,28 +1,19 @@
 """A stall watchdog: says when training stops making progress, and where.
 
-A process that hangs (an input pipeline waiting forever, a lock, a
-collective one worker never joins) looks alive: no error, no log line.
-`StallWatchdog` runs a daemon thread that compares the run's last progress
-(the end of the last step, `None` while paused) with the clock. When no
-step has ended for the threshold, it logs one warning with the step
-training is at and the Python stack of the training thread, so the line
-training is stuck in shows in the log. It only warns: whether a gap was a
-stall is decided by the recorder, by the gap's length when it ends, so the
-ledger never depends on when this thread happened to look.
+A hung process (an input pipeline waiting forever, a lock, a collective a
+worker never joins) looks alive. `StallWatchdog` runs a daemon thread that
+compares the run's last progress (the last step end; None while paused)
+with the clock and, once no step has ended for the threshold, logs one
+warning with the step training is at and the training thread's stack. It
+only warns: whether a gap was a stall is decided by the recorder, by its
+length when it ends, never by when this thread happened to look.
 
-The watchdog belongs to its run, from `start` (the run's beginning) to
-`stop` (its end). Keras does not call `on_train_end` when `fit` raises (an
-error, Ctrl-C), so when a `fit` call started the run, the thread also
-watches the training thread's stack: once that call has left it, the run
-is over and the thread ends without a word, within `MAX_WAKE_SECS`. A
-custom loop's run needs no such watch: its `track()` block ends it.
-Whatever the frames that run the steps (a subclass's hooks, a helper, a
-generator), the run is the same.
-
-What the two threads share is the watch (a token: a look that finds its
-watch replaced or stopped says nothing) and the progress time already
-warned about, under one lock; the watchdog thread otherwise only reads
-floats through its callables and never touches TensorFlow.
+The watchdog belongs to its run, from `start` to `stop`. Keras skips
+`on_train_end` when `fit` raises, so when a `fit` call started the run the
+thread also ends, silently, once that call has left the training thread's
+stack (within `MAX_WAKE_SECS`), whatever frames run the steps. The two
+threads share the watch (a token: a look at a replaced or stopped watch
+says nothing) and the progress already warned about, under one lock.
 """
 
 from __future__ import annotations
@@ -146,7 +137,7 @@ class StallWatchdog:
         self._clock = clock
         self._logger = logger
         self._who = "keras_stepcounter"
-        self.process = process
+        self.process = process  # Named in the lines, in a job of several.
         self._lock = threading.Lock()
         self._reported: Optional[float] = None
         self._watch: Optional[_Watch] = None
@@ -154,18 +145,11 @@ class StallWatchdog:
         self._start_failure_said = False
 
     @property
-    def process(self) -> Optional[str]:
-        """This process's name in a job of several, for the lines; or None."""
-        return self._process
-
-    @process.setter
-    def process(self, process: Optional[str]) -> None:
-        self._process = process
-        self._in_process = "" if process is None else f" in {process}"
-
-    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def _in_process(self) -> str:
+        return "" if self.process is None else f" in {self.process}"
 
     def threshold_secs(self) -> float:
         """The stall threshold now (`"auto"` follows the typical step time)."""
@@ -221,7 +205,7 @@ class StallWatchdog:
     def log_resumed(self, seconds: float, step: Optional[int]) -> None:
         self._logger.info(
             "%s: training resumed%s after a %.1f s stall, at global step %s.",
-            self._who, self._in_process, seconds, step,
+            self._who, self._in_process(), seconds, step,
         )
 
     def log_if_warned_before_pause(self, since: float, now: float) -> None:
@@ -234,7 +218,7 @@ class StallWatchdog:
             self._logger.info(
                 "%s: the %.1f s without a step%s ended at an epoch end (or a "
                 "paused() block); it is counted as epoch-boundary time, not "
-                "as a stall.", self._who, now - since, self._in_process,
+                "as a stall.", self._who, now - since, self._in_process(),
             )
 
     # The watchdog thread. --------------------------------------------------
@@ -268,7 +252,7 @@ class StallWatchdog:
             "%s: no training step has ended%s for %.1f s (stall_secs: %.1f); "
             "%s. Stack of the training thread (most recent call last):\n%s",
             self._who,
-            self._in_process,
+            self._in_process(),
             waited,
             self.threshold_secs(),
             self._step_text(),
