@@ -253,11 +253,8 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         if self._input_meter is not None and self._writes:
             self._input_meter.attach(self.model)
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
-        pass  # Steps start at the epoch's first batch (on_train_batch_begin).
-
     def on_train_batch_begin(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
-        self._recorder.begin_steps()
+        self._recorder.begin_steps()  # Steps start at an epoch's first batch.
 
     def on_test_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
         # Validation after an epoch's last batch: the first hook after every

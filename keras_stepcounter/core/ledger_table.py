@@ -1,11 +1,8 @@
-"""One fit's goodput ledger as a Markdown table and as a log line, and the
-share formula.
+"""One fit's goodput ledger as a Markdown table and a log line.
 
-A line chart shows the ledger, one point per fit, as a lone dot per bucket;
-a table reads better. The counter writes this table through TensorBoard's
-text plugin beside the ledger's scalars, and the report prints the same
-columns, with the same share formula, from the scalars it reads back.
-Plain Python, no TensorFlow.
+A chart shows one fit's ledger as a lone dot per bucket; a table (in
+TensorBoard's Text tab, and the report's, with the same share formula)
+reads better. Plain Python, no TensorFlow.
 """
 
 from __future__ import annotations

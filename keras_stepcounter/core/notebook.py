@@ -1,10 +1,9 @@
 """A run left open across notebook cells is paused while no cell runs.
 
-In a notebook a custom loop can run in one cell and go on in the next: the
-time between (a person reading, thinking, editing) is not training, and
-never a stall. IPython fires `post_run_cell` when a cell ends and
-`pre_run_cell` when the next starts; the run is paused between them, like
-a `paused()` block (boundary time for every instrument).
+A custom loop can go on in the next cell; a person reading or editing in
+between is not training, and never a stall. The run is paused from
+IPython's `post_run_cell` to its next `pre_run_cell`, like a `paused()`
+block.
 """
 
 from __future__ import annotations

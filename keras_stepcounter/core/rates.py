@@ -48,13 +48,10 @@ def interval_scalars(
 
     `tag`: steps/sec. `examples/sec`: `steps/sec * batch_size` with a batch
     size, else `examples / elapsed_secs` when examples are counted
-    (`examples` not None, a `count_fn` was given), written at every record,
-    0 included. `mfu`: `steps/sec * mfu_per_step_rate`
-    (`flops_per_step / peak_flops_per_sec`) when given.
-
-    Only `/` and `*` are used, so the arguments may be Python numbers or
-    TensorFlow tensors (float64 in `GraphStepCounter`). The caller makes
-    sure `elapsed_secs` and `elapsed_steps` are positive.
+    (`examples` not None). `mfu`: `steps/sec * mfu_per_step_rate`
+    (`flops_per_step / peak_flops_per_sec`) when given. Only `/` and `*`:
+    the arguments may be Python numbers or tensors. The caller makes sure
+    `elapsed_secs` and `elapsed_steps` are positive.
     """
     steps_per_sec = elapsed_steps / elapsed_secs
     values = {tag: steps_per_sec}
@@ -87,13 +84,12 @@ class RateTracker:
             `peak_flops_per_sec`, adds `mfu`.
         peak_flops_per_sec: Peak FLOP/s of the hardware used.
         count_examples: Examples are counted with `add_examples` (a
-            `count_fn` was given): adds `examples/sec` at every record, 0
-            included. Default None: from the first `add_examples` call on
-            (the adapters call it on every batch when given a `count_fn`).
+            `count_fn` was given): `examples/sec` at every record, 0
+            included. Default None: from the first `add_examples` on.
 
-    If an observed step is below the last one observed (a restore, an
-    assign), nothing is recorded for that interval: the step and the time
-    of that read become the new baseline, and one WARNING names both steps.
+    A step below the last one observed (a restore, an assign) records
+    nothing for that interval: it becomes the new baseline, with one
+    WARNING naming both steps.
     """
 
     def __init__(

@@ -1,9 +1,5 @@
-"""What the Keras counter warns about during a run, each said once.
-
-A silently wrong or missing number is the worst a measuring tool can give;
-a clear warning is always better. These are the situations the counter
-recognises, each with a message a Keras user can act on.
-"""
+"""What the Keras counter warns about during a run, each said once, in a
+message a Keras user can act on (a clear warning beats a quiet zero)."""
 
 from __future__ import annotations
 
@@ -49,15 +45,6 @@ class RunWarnings:
     Args:
         rates: Whose v1 "global step has not been increased" warning (at
             most 5 times) is used when the step stood still.
-
-    Example:
-
-    ```python
-    warnings = RunWarnings(rates)
-    warnings.run_begins(source)
-    warnings.started(step)
-    warnings.check_progress(step, previous_step, calls_since_read)
-    ```
     """
 
     def __init__(self, rates: RateTracker) -> None:

@@ -1,15 +1,11 @@
 """Timed sections: the share of each record interval spent in named blocks.
 
-`Sections` times named blocks of a training loop (`with timed("eval"):`)
-and, through `timed_iter`, each `next()` of an iterable (a custom loop's
-input wait). At a record, `fractions` turns the seconds spent in each name
-into `time_frac/<name>`: the share of that record's interval.
-
-Blocks are timed in the run's training time (the recorder's
-`training_now`: the clock less pauses and the counter's own work, frozen
-while paused), the clock of the interval they are a share of: a block
-open across a pause or a record's write leaves them out, whatever hook
-the pause is learnt in.
+`Sections` times named blocks (`with timed("eval"):`) and each `next()` of
+an iterable (`timed_iter`, a custom loop's input wait); at a record,
+`fractions` gives `time_frac/<name>`, the share of that interval. Blocks
+are timed in the run's training time (the recorder's `training_now`), the
+clock of the interval: pauses and the counter's own work inside a block
+are left out.
 """
 
 from __future__ import annotations
@@ -47,12 +43,9 @@ class Sections:
     """Seconds spent inside named blocks, per record interval.
 
     A name's time is the time during which at least one block of that name
-    is open: re-entering a name inside itself counts once. Blocks of
-    different names may nest; each name counts its own time, so shares of
-    nested names can add up to more than 1. A block still open at a record
-    is split there: `fractions(..., now)` counts it up to `now`, and
-    `clear(now)` starts the next interval's count at `now`. Meant for one
-    thread (the training loop's).
+    is open (re-entering it counts once); nested names each count their
+    own time, so shares can add up to more than 1. A block open at a
+    record is split there. Meant for one thread (the training loop's).
 
     Args:
         clock: The clock blocks are timed in, in seconds (the recorder's

@@ -72,10 +72,6 @@ class StepTimes:
         self._dropped_max = -math.inf
         self._rng = random.Random(_SEED)
 
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
     def add(self, seconds: float, steps: int = 1) -> None:
         """Counts one batch call: `steps` steps that took `seconds` in all."""
         n = self._n
