@@ -9,7 +9,7 @@ re-run steps `begin_run(start_step) -> Optional[int]` and `reached(step)`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
 import numpy as np
 import tensorflow as tf
@@ -66,14 +66,14 @@ class SummarySink:
         self._dashboard = dashboard
         self._layout_due = dashboard is not None
         self._failures = FailureReporter("summary writer")
-        self._run: Optional[Tuple[int, int]] = None  # (start, last step read)
-        self._last_step = 0
+        self._run_begun = False
+        self._last_step = 0  # Read by this run.
 
     def begin_run(self, start_step: int) -> Optional[int]:
         """A run starts at `start_step`: the steps it computes again after
         this sink's previous run (None: none). Never raises."""
-        last = None if self._run is None else self._last_step
-        self._run, self._last_step = (start_step, start_step), start_step
+        last = self._last_step if self._run_begun else None
+        self._run_begun, self._last_step = True, start_step
         return rerun_steps(start_step, last)
 
     def reached(self, step: int) -> None:
