@@ -38,10 +38,7 @@ _NOT_CHIEF_WARNING = (
 
 @dataclass(frozen=True)
 class ChiefDecision:
-    """Whether this process writes and logs records, and why.
-
-    Truthy when it does (`bool(decision)` is `decision.is_chief`).
-    """
+    """Whether this process writes and logs records (its truth), and why."""
 
     is_chief: bool
     reason: str
@@ -51,17 +48,15 @@ class ChiefDecision:
 
 
 def is_chief(model: Any = None) -> bool:
-    """Whether this process writes and logs records; warns once if not.
+    """Whether this process writes and logs records; if not, one WARNING
+    through TensorFlow's logger says so and why.
 
-    False only in a job of several processes on one that is not the chief:
-    a JAX process other than 0 (`jax.process_index()`, when
-    `jax.process_count() > 1`); or when the model's `tf.distribute` strategy (or the strategy in scope)
-    says it should not save summaries (`MultiWorkerMirroredStrategy` on a
-    non-chief worker), or when `TF_CONFIG` names this task as such a worker
-    (custom loops driven outside `strategy.scope()`). Everything else,
-    `MirroredStrategy` and no strategy included, is a chief. When it is
-    False, one WARNING through TensorFlow's logger says so and why
-    (`chief_decision` gives the reason without logging).
+    False only on a process that is not the chief of a job of several: a
+    JAX process other than 0; a worker whose `tf.distribute` strategy (the
+    model's, or the one in scope) says it should not save summaries
+    (`MultiWorkerMirroredStrategy`); or a worker by `TF_CONFIG` (custom
+    loops outside `strategy.scope()`). `MirroredStrategy` and no strategy
+    are a chief.
     """
     decision = chief_decision(model)
     if not decision:
@@ -108,18 +103,11 @@ def _strategy_says_chief(strategy: Any) -> bool:
         return True
 
 
-def _tf_config_says_chief(tf_config: Optional[str]) -> bool:
-    return tf_config_decision(tf_config).is_chief
-
-
 def tf_config_decision(tf_config: Optional[str]) -> ChiefDecision:
-    """TensorFlow's rule for the chief, read from a `TF_CONFIG` value.
-
-    As `multi_worker_util.is_chief` and `tf.estimator.RunConfig` decide:
-    the task of type "chief" or "master" is the chief, and an "evaluator"
-    is a chief of its own; worker 0 is the chief when the cluster has no
-    "chief" (nor "master") task. No TF_CONFIG (or one without a task, or
-    one that cannot be read, which TensorFlow reports itself) means a
+    """TensorFlow's rule for the chief (`multi_worker_util.is_chief`), read
+    from a `TF_CONFIG` value: a "chief" or "master" task (see
+    `_CHIEF_TASK_TYPES`), else worker 0. No TF_CONFIG (or one without a task,
+    or one that cannot be read, which TensorFlow reports itself) means a
     single process: a chief.
     """
     if not tf_config:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+from dataclasses import dataclass
 from typing import Any, Callable, Tuple
 
 import tensorflow as tf
@@ -42,6 +43,7 @@ def _variable_types() -> Tuple[Any, ...]:
 _VARIABLE_TYPES = _variable_types()
 
 
+@dataclass(eq=False)  # Hashable: compared by identity.
 class StepReader:
     """A callable returning the global step, with what it reads in words.
 
@@ -55,17 +57,10 @@ class StepReader:
             update of a step whose gradients overflow.
     """
 
-    def __init__(
-        self,
-        read: Callable[[], int],
-        description: str,
-        calls_per_update: int = 1,
-        loss_scaled: bool = False,
-    ) -> None:
-        self.read = read
-        self.description = description
-        self.calls_per_update = calls_per_update
-        self.loss_scaled = loss_scaled
+    read: Callable[[], int]
+    description: str
+    calls_per_update: int = 1
+    loss_scaled: bool = False
 
 
 def iterations_reader(model: Any) -> StepReader:
