@@ -95,10 +95,8 @@ def _strategy_of(model: Any) -> Optional[Any]:
 
 
 def _strategy_says_chief(strategy: Any) -> bool:
-    if strategy is None:
-        return True
     try:
-        return bool(strategy.extended.should_save_summary)
+        return strategy is None or bool(strategy.extended.should_save_summary)
     except Exception:  # Not implemented by every strategy: assume a chief.
         return True
 
@@ -194,8 +192,7 @@ def _keras_on_jax() -> bool:
 
 
 def _jax_distributed_initialized(jax: Any) -> bool:
-    is_initialized = getattr(getattr(jax, "distributed", None), "is_initialized", None)
     try:
-        return bool(is_initialized()) if callable(is_initialized) else False
-    except Exception:
+        return bool(jax.distributed.is_initialized())
+    except Exception:  # A JAX without it: not initialized.
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import socket
@@ -249,10 +250,8 @@ class EventFileSink:
         self._failures.failed(action, error)
         file, self._file, self._path = self._file, None, None
         if file is not None:
-            try:
-                file.close()  # Frees the handle; may fail again: the same outage.
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):  # May fail again: the same outage.
+                file.close()  # Frees the handle.
 
     def _save_index(self) -> bool:
         """Saves this run, with its last step read, as the latest in the index."""
@@ -272,10 +271,8 @@ class EventFileSink:
     def _close_index(self) -> None:
         index, self._index = self._index, None
         if index is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(index)
-            except OSError:
-                pass
 
     def _still_named(self) -> bool:
         return not self._local or os.path.exists(self._path or "")
@@ -298,14 +295,10 @@ class EventFileSink:
 
 def _discard(file: Any, path: str) -> None:
     """Closes and removes an event file that holds no record of ours."""
-    try:
+    with contextlib.suppress(Exception):
         file.close()
-    except Exception:
-        pass
-    try:
+    with contextlib.suppress(Exception):
         tf.io.gfile.remove(path)
-    except Exception:
-        pass
 
 
 def _file_name() -> str:

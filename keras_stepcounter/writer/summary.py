@@ -45,16 +45,13 @@ class SummarySink:
         dashboard: The tags the counter writes, for its Custom Scalars
             layout; None writes no layout.
 
-    Tags are written exactly as given: `tf.summary.write` with the scalar
-    plugin's metadata, which is what `tf.summary.scalar` writes, without
-    the prefix of the active `tf.name_scope` that `tf.summary.scalar`
-    would add. Values and steps go in as numpy values, not Python numbers,
-    which TF would cache as a constant each (memory growing per record).
-    The layout is written once per sink: at the first `open` that finds
-    a writer (the caller's, or a default one active then).
-
-    Re-run steps (`begin_run`) are measured against this sink's previous
-    run only: a writer's directory has no lineage index of the counter's.
+    Tags are written exactly as given (`tf.summary.write` with the scalar
+    plugin's metadata: `tf.summary.scalar` without its `tf.name_scope`
+    prefix). Values and steps go in as numpy values: TF would cache each
+    Python number as a constant (memory growing per record). The layout is
+    written at the first `open` that finds a writer. Re-run steps
+    (`begin_run`) are measured against this sink's previous run only: a
+    writer's directory has no lineage index of the counter's.
     """
 
     def __init__(
@@ -177,9 +174,8 @@ def make_sink(
             of them goes into each event file of its own, or once through
             `tf.summary`. None writes no layout.
 
-    With neither, records go through `tf.summary` to the default writer
-    active when they are taken, or nowhere if there is none. A given
-    `summary_writer` wins over `output_dir`.
+    With neither, records go to the default `tf.summary` writer active
+    when they are taken, if any. A given `summary_writer` wins.
 
     Example:
 

@@ -13,14 +13,11 @@ from keras_stepcounter.writer.checks import opens_own_writer
 class V1ScalarWriter:
     """Writes scalars as v1 `Summary` protos through a v1 `FileWriter`.
 
-    The writer of `compat.v1.StepCounterHook`, with v1's choice of writer:
-    the caller's `summary_writer` if given (flushed, never closed), else the
-    process-wide writer for `output_dir` from
-    `tf.compat.v1.summary.FileWriterCache` (shared with other v1 hooks
-    writing there, so also never closed here). Unlike v1, the hook flushes
-    after each record (`flush`); like the sinks of `make_sink`, a failure never
-    escapes: the first is a `RuntimeWarning`, and writing resumes when it
-    works again.
+    The writer of `compat.v1.StepCounterHook`, chosen as v1 does: the
+    caller's `summary_writer`, else the process-wide writer for
+    `output_dir` from `tf.compat.v1.summary.FileWriterCache` (shared with
+    other v1 hooks); neither is closed here. Unlike v1, the hook flushes
+    after each record; a failure never escapes (one warning per outage).
 
     Args:
         output_dir: Directory whose cached `FileWriter` to use.
