@@ -1,12 +1,9 @@
 """Who writes in a job of several processes, and what each process is called.
 
-One writer per job: under `tf.distribute`, the chief of a multi-worker job;
-across JAX processes (`jax.distributed` with `keras.distribution`), process
-0. Decided once per `fit` (or `track`), from what the process already
-knows: no collective call, nothing on the per-batch path. A process that is
-not the writer says so, and why, in one warning each time it is decided.
-Every process still runs its own stall watchdog, whose lines name the
-process (`process_label`).
+One writer per job (docs/distributed.md, "Who writes"), decided once per
+`fit` (or `track`) from what the process already knows: no collective call,
+nothing on the per-batch path. Every process runs its own stall watchdog,
+whose lines name the process (`process_label`).
 """
 
 from __future__ import annotations
@@ -49,14 +46,10 @@ class ChiefDecision:
 
 def is_chief(model: Any = None) -> bool:
     """Whether this process writes and logs records; if not, one WARNING
-    through TensorFlow's logger says so and why.
-
-    False only on a process that is not the chief of a job of several: a
-    JAX process other than 0; a worker whose `tf.distribute` strategy (the
-    model's, or the one in scope) says it should not save summaries
-    (`MultiWorkerMirroredStrategy`); or a worker by `TF_CONFIG` (custom
-    loops outside `strategy.scope()`). `MirroredStrategy` and no strategy
-    are a chief.
+    through TensorFlow's logger says so and why. False only on a JAX
+    process other than 0, a worker whose `tf.distribute` strategy (the
+    model's, or the one in scope) should not save summaries, or a worker
+    that `TF_CONFIG` names (custom loops outside `strategy.scope()`).
     """
     decision = chief_decision(model)
     if not decision:
@@ -146,12 +139,10 @@ def _tf_config_task(tf_config: str) -> Optional[Tuple[Optional[str], int, Dict[s
 
 
 def process_label() -> Optional[str]:
-    """This process's name in a job of several processes; None in one process.
-
-    "JAX process 1 of 2" across JAX processes (the index is
-    `jax.process_index()`), else the task `TF_CONFIG` names in a cluster of
-    more than one task, as "worker 1 (TF_CONFIG)". The stall watchdog puts
-    it in its lines, so each line of a job's logs says where it comes from.
+    """This process's name in a job of several processes, for the stall
+    watchdog's lines: "JAX process 1 of 2", else the task `TF_CONFIG` names
+    in a cluster of more than one task ("worker 1 (TF_CONFIG)"); None in
+    one process.
     """
     jax_job = jax_process()
     if jax_job is not None:
@@ -168,11 +159,10 @@ def jax_process() -> Optional[Tuple[int, int]]:
     """(index, count) of this process in a JAX job of several processes.
 
     None when there is one process, or when JAX is not what trains. JAX is
-    asked only when it is already imported (the counter never imports it)
-    and in use: Keras runs on JAX, or `jax.distributed` was initialized.
-    Asking otherwise would start JAX's backends in a TensorFlow job (on a
-    GPU, JAX would claim most of its memory). `jax.process_count()` and
-    `jax.process_index()` are local facts, not collectives.
+    asked only when already imported and in use (Keras runs on JAX, or
+    `jax.distributed` was initialized): asking would start its backends in
+    a TensorFlow job (on a GPU, claiming most of its memory). Its process
+    count and index are local facts, not collectives.
     """
     jax = sys.modules.get("jax")
     if jax is None or not (_keras_on_jax() or _jax_distributed_initialized(jax)):

@@ -1,10 +1,9 @@
 """Reading the global step as a Python int, for every Keras flavour and source.
 
-`tf.keras` is Keras 3 by default and tf_keras (Keras 2) when
-`TF_USE_LEGACY_KERAS=1`; Keras 3 may also run on the JAX backend. The step
-is the number of updates the optimizer applied: with gradient accumulation
-that is its inner counter divided by the accumulation steps, and under a
-wrapper (a `LossScaleOptimizer`) it is the wrapped optimizer's counter.
+`tf.keras` is Keras 3 (on TensorFlow or JAX), or tf_keras when
+`TF_USE_LEGACY_KERAS=1`. The step is the number of updates the optimizer
+applied: under a wrapper (a `LossScaleOptimizer`), the wrapped optimizer's
+counter; with gradient accumulation, divided by the accumulation steps.
 
 A reader is read only at records (rarely), but then on the training path,
 so it uses the cheapest public read: one `ReadVariableOp` (about 6 µs; a

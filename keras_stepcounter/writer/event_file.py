@@ -35,8 +35,6 @@ RECHECK_SECS = 1.0
 
 # How often (seconds, at least) a record saves a remote directory's lineage
 # index: a save there is a whole upload (tens of ms); a record, microseconds.
-# A local index is updated in place by every record. It is saved at once at
-# `begin_run`, `reached` and `close`.
 REMOTE_INDEX_SECS = 300.0
 
 # Event file names: TF's pattern (events.out.tfevents.<secs>.<host>.<pid>.
@@ -139,12 +137,9 @@ class EventFileSink:
 
     def begin_run(self, start_step: int) -> Optional[int]:
         """A run starts at `start_step`: returns the steps it computes again
-        (None: none), and makes it the latest run in `output_dir`'s index.
-
-        Steps are computed again when `start_step` is above 0 and below the
-        last step read by the latest run in the index (this sink's previous
-        run, saved first, or another counter's or process's, read from the
-        index: one small file). A start at 0 is a new run. Never raises.
+        after the latest run in `output_dir`'s index (this sink's previous
+        run, saved first, or another counter's or process's; None: none),
+        and makes it the latest. Never raises.
         """
         if self._start_step is None or self._save_index():
             latest = latest_run(self._output_dir)

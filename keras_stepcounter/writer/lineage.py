@@ -59,7 +59,7 @@ def latest_run(output_dir: str) -> Optional[Tuple[int, int]]:
         text = _read(_index_path(output_dir), local=_is_local(output_dir))
         run = json.loads(text)
         start, last = run["start_step"], run["last_step"]
-        if run.get("format") == FORMAT and _is_int(start) and _is_int(last):
+        if run.get("format") == FORMAT and type(start) is int and type(last) is int:
             return start, last
     except Exception:  # Missing, damaged, unreadable: no index.
         pass
@@ -151,7 +151,3 @@ def _index_path(output_dir: str) -> str:
 
 def _is_local(output_dir: str) -> bool:
     return "://" not in output_dir
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
