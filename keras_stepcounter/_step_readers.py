@@ -153,12 +153,10 @@ def _jax_reader(
 
 
 def variable_reader(variable: Any) -> Callable[[], int]:
-    """The cheapest read of an integer variable as an int.
-
-    A plain resource variable (a Keras 3 variable's `.value` on TensorFlow)
-    is read with one `tf.raw_ops.ReadVariableOp` of its handle. Distributed
-    variables (tf_keras under a strategy) have no single handle: their
-    `.numpy()` is the local copy.
+    """The cheapest read of an integer variable as an int: one
+    `tf.raw_ops.ReadVariableOp` of a plain resource variable's handle (a
+    Keras 3 variable's `.value` on TensorFlow); `.numpy()`, the local copy,
+    of a distributed one (tf_keras under a strategy), which has no handle.
     """
     # A Keras 3 variable holds its tf.Variable as `.value` (on a tf.Variable,
     # `.value` is a method).

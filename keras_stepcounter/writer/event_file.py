@@ -121,11 +121,8 @@ class EventFileSink:
         return self._path
 
     def open(self) -> None:
-        """Opens an event file in `output_dir`, unless one is open already.
-
-        Called at the start of every `fit`, so it also checks (one `stat`)
-        that the open file still exists, and opens a new one if not.
-        """
+        """Opens an event file in `output_dir`, unless one is open and still
+        exists (one `stat`: this runs at the start of every `fit`)."""
         if self._file is not None:
             if self._still_named():
                 return
@@ -280,20 +277,15 @@ class EventFileSink:
             if self._layout is not None:
                 file.write(summary_record(time.time(), 0, self._layout))
             file.flush()
-        except Exception:
-            _discard(file, path)  # Disk still full: leave no torn header.
+        except Exception:  # Disk still full: leave no file with a torn header.
+            with contextlib.suppress(Exception):
+                file.close()
+            with contextlib.suppress(Exception):
+                tf.io.gfile.remove(path)
             raise
         self._file, self._path = file, path
         self._next_check = self._clock() + self._recheck_secs
         _open_sinks.add(self)
-
-
-def _discard(file: Any, path: str) -> None:
-    """Closes and removes an event file that holds no record of ours."""
-    with contextlib.suppress(Exception):
-        file.close()
-    with contextlib.suppress(Exception):
-        tf.io.gfile.remove(path)
 
 
 def _file_name() -> str:

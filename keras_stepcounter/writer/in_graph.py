@@ -36,11 +36,9 @@ def write_scalars_in_graph(
     """Summary ops writing `scalars` at `step`, then a flush, in that order.
 
     Tags are written exactly as given, whatever `tf.name_scope` is active
-    (`tf.summary.scalar` would prefix it: `while/cond/...` inside a loop).
-    The writes happen whatever recording condition the caller set
-    (`tf.summary.record_if(False)`, or `record_if(step % 10 == 0)`): a
-    record the counter takes always reaches the file. With `writer` None,
-    the default writer active at trace time is used. Unlike the sinks of
+    (`tf.summary.scalar` would prefix `while/cond/...` inside a loop), and
+    whatever `tf.summary.record_if` the caller set. With `writer` None, the
+    default writer active at trace time is used. Unlike the sinks of
     `make_sink`, nothing can catch a failure inside a graph.
     """
     as_default = contextlib.nullcontext() if writer is None else writer.as_default()

@@ -74,11 +74,9 @@ def save_latest_run(output_dir: str, start_step: int, last_step: int) -> bool:
     # Named per process and call: two counters (or processes) saving at
     # once never share a temporary file.
     temp = f"{path}.{os.getpid()}.{next(_temp_numbers)}.tmp"
+    replace = _replace_local if _is_local(output_dir) else _replace_remote
     try:
-        if _is_local(output_dir):
-            _replace_local(temp, path, text)
-        else:
-            _replace_remote(temp, path, text)
+        replace(temp, path, text)
     except Exception:  # Disk full, directory gone: saved at the next chance.
         return False
     return True

@@ -26,10 +26,8 @@ T = TypeVar("T")
 
 def write_layout(writer: Optional[tf.summary.SummaryWriter], dashboard: DashboardTags) -> bool:
     """Writes the Custom Scalars layout of `dashboard` at step 0 to `writer`
-    (None: the default writer, if any) and flushes; True if written.
-
-    For eager callers outside a `tf.function`; failures are the caller's.
-    """
+    (None: the default writer, if any) and flushes; True if written. Eager
+    only (outside a `tf.function`); failures are the caller's."""
     serialized = dashboard_summary(dashboard).SerializeToString()
     return _with_writer(writer, lambda: _write_raw(0, serialized))
 
@@ -166,13 +164,11 @@ def make_sink(
     """The sink `StepCounter` writes its records to, chosen once.
 
     Args:
-        output_dir: Directory for an event file of its own, written
-            directly (`EventFileSink`: a record costs microseconds).
-        summary_writer: A `tf.summary` writer of the caller's, written
-            through `tf.summary` (`SummarySink`); never closed here.
-        dashboard: The tags the counter writes: a Custom Scalars layout
-            of them goes into each event file of its own, or once through
-            `tf.summary`. None writes no layout.
+        output_dir: Directory for an event file of its own (`EventFileSink`).
+        summary_writer: A `tf.summary` writer of the caller's (`SummarySink`);
+            never closed here.
+        dashboard: The tags the counter writes, for their Custom Scalars
+            layout; None writes no layout.
 
     With neither, records go to the default `tf.summary` writer active
     when they are taken, if any. A given `summary_writer` wins.

@@ -35,11 +35,9 @@ class V1ScalarWriter:
         self._failures = FailureReporter("v1 summary writer")
 
     def open(self) -> Any:
-        """Gets the cached writer for `output_dir` (v1 did this in `begin`).
-
-        Returns the writer (None without one). Needs graph mode: `FileWriter`
-        refuses eager execution.
-        """
+        """Gets the cached writer for `output_dir` (v1 did this in `begin`)
+        and returns it (None without one). Needs graph mode: `FileWriter`
+        refuses eager execution."""
         if opens_own_writer(self._output_dir, self.writer):
             try:
                 self.writer = tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
