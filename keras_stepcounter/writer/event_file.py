@@ -9,7 +9,7 @@ import os
 import socket
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -153,27 +153,44 @@ class EventFileSink:
         """The run read `step` (an epoch's end, the run's end): saved in the
         index at once. Never raises."""
         self._last_step = step
-        if not self._update_index():
+        if self._index is not None and self._start_step is not None:
+            update_index(self._index, self._start_step, step)  # The file stays: no stale descriptor.
+        else:
             self._save_index()
 
     def write(self, step: int, scalars: Dict[str, float]) -> bool:
         """Writes one record per scalar at `step` and flushes; True if written."""
         self._last_step = step  # Read, whether written or not.
-        written = self._append(
-            lambda wall_time: (
-                scalar_record(wall_time, step, tag, value) for tag, value in scalars.items()
-            )
-        )
-        if written:
-            self._update_index()
-        return written
+        try:
+            file = self._file_for_record()
+            wall_time = time.time()
+            for tag, value in scalars.items():
+                file.write(scalar_record(wall_time, step, tag, value))
+            file.flush()
+        except Exception as error:  # Training must go on.
+            self._lost("write", error)
+            return False
+        if self._index is not None and self._start_step is not None:
+            update_index(self._index, self._start_step, step)
+        if self._failures.failing:
+            self._failures.succeeded(self._path or "")
+        return True
 
     def write_text(self, step: int, tag: str, markdown: str) -> bool:
         """Writes `markdown` as a text summary at `step` and flushes; True if
         written."""
-        return self._append(
-            lambda wall_time: [summary_record(wall_time, step, text_summary(tag, markdown))]
-        )
+        # Not shared with `write`, the per-record path: a shared one taking
+        # the records as a callable costs 0.5 µs a record (10% of a local one).
+        try:
+            file = self._file_for_record()
+            file.write(summary_record(time.time(), step, text_summary(tag, markdown)))
+            file.flush()
+        except Exception as error:  # Training must go on.
+            self._lost("write", error)
+            return False
+        if self._failures.failing:
+            self._failures.succeeded(self._path or "")
+        return True
 
     def flush(self) -> None:
         if self._file is None:
@@ -202,21 +219,6 @@ class EventFileSink:
         return EventFileSink(
             self._output_dir, self._recheck_secs, self._clock, dashboard=self._dashboard
         )
-
-    def _append(self, records: Callable[[float], Iterable[bytes]]) -> bool:
-        """Writes `records(wall time)` and flushes; True if written, False
-        (and a warning, once per outage) if not."""
-        try:
-            file = self._file_for_record()
-            for record in records(time.time()):
-                file.write(record)
-            file.flush()
-        except Exception as error:  # Training must go on.
-            self._lost("write", error)
-            return False
-        if self._failures.failing:
-            self._failures.succeeded(self._path or "")
-        return True
 
     def _file_for_record(self) -> Any:
         if self._file is not None:
@@ -251,14 +253,6 @@ class EventFileSink:
             return False
         self._next_index_save = self._clock() + REMOTE_INDEX_SECS
         return save_latest_run(self._output_dir, self._start_step, self._last_step)
-
-    def _update_index(self) -> bool:
-        """Moves this run's last step on in a local index, in place (the file
-        stays, so the descriptor never goes stale); False without one."""
-        if self._index is None or self._start_step is None:
-            return False
-        update_index(self._index, self._start_step, self._last_step)
-        return True
 
     def _close_index(self) -> None:
         index, self._index = self._index, None
