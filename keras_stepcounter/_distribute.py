@@ -1,12 +1,9 @@
 """Who writes in a job of several processes, and what each process is called.
 
-One writer per job: under `tf.distribute`, the chief of a multi-worker job;
-across JAX processes (`jax.distributed` with `keras.distribution`), process
-0. Decided once per `fit` (or `track`), from what the process already
-knows: no collective call, nothing on the per-batch path. A process that is
-not the writer says so, and why, in one warning each time it is decided.
-Every process still runs its own stall watchdog, whose lines name the
-process (`process_label`).
+One writer per job (docs/distributed.md, "Who writes"), decided once per
+`fit` (or `track`) from what the process already knows: no collective call,
+nothing on the per-batch path. Every process runs its own stall watchdog,
+whose lines name the process (`process_label`).
 """
 
 from __future__ import annotations
@@ -38,10 +35,7 @@ _NOT_CHIEF_WARNING = (
 
 @dataclass(frozen=True)
 class ChiefDecision:
-    """Whether this process writes and logs records, and why.
-
-    Truthy when it does (`bool(decision)` is `decision.is_chief`).
-    """
+    """Whether this process writes and logs records (its truth), and why."""
 
     is_chief: bool
     reason: str
@@ -51,17 +45,11 @@ class ChiefDecision:
 
 
 def is_chief(model: Any = None) -> bool:
-    """Whether this process writes and logs records; warns once if not.
-
-    False only in a job of several processes on one that is not the chief:
-    a JAX process other than 0 (`jax.process_index()`, when
-    `jax.process_count() > 1`); or when the model's `tf.distribute` strategy (or the strategy in scope)
-    says it should not save summaries (`MultiWorkerMirroredStrategy` on a
-    non-chief worker), or when `TF_CONFIG` names this task as such a worker
-    (custom loops driven outside `strategy.scope()`). Everything else,
-    `MirroredStrategy` and no strategy included, is a chief. When it is
-    False, one WARNING through TensorFlow's logger says so and why
-    (`chief_decision` gives the reason without logging).
+    """Whether this process writes and logs records; if not, one WARNING
+    through TensorFlow's logger says so and why. False only on a JAX
+    process other than 0, a worker whose `tf.distribute` strategy (the
+    model's, or the one in scope) should not save summaries, or a worker
+    that `TF_CONFIG` names (custom loops outside `strategy.scope()`).
     """
     decision = chief_decision(model)
     if not decision:
@@ -100,26 +88,17 @@ def _strategy_of(model: Any) -> Optional[Any]:
 
 
 def _strategy_says_chief(strategy: Any) -> bool:
-    if strategy is None:
-        return True
     try:
-        return bool(strategy.extended.should_save_summary)
+        return strategy is None or bool(strategy.extended.should_save_summary)
     except Exception:  # Not implemented by every strategy: assume a chief.
         return True
 
 
-def _tf_config_says_chief(tf_config: Optional[str]) -> bool:
-    return tf_config_decision(tf_config).is_chief
-
-
 def tf_config_decision(tf_config: Optional[str]) -> ChiefDecision:
-    """TensorFlow's rule for the chief, read from a `TF_CONFIG` value.
-
-    As `multi_worker_util.is_chief` and `tf.estimator.RunConfig` decide:
-    the task of type "chief" or "master" is the chief, and an "evaluator"
-    is a chief of its own; worker 0 is the chief when the cluster has no
-    "chief" (nor "master") task. No TF_CONFIG (or one without a task, or
-    one that cannot be read, which TensorFlow reports itself) means a
+    """TensorFlow's rule for the chief (`multi_worker_util.is_chief`), read
+    from a `TF_CONFIG` value: a "chief" or "master" task (see
+    `_CHIEF_TASK_TYPES`), else worker 0. No TF_CONFIG (or one without a task,
+    or one that cannot be read, which TensorFlow reports itself) means a
     single process: a chief.
     """
     if not tf_config:
@@ -160,12 +139,10 @@ def _tf_config_task(tf_config: str) -> Optional[Tuple[Optional[str], int, Dict[s
 
 
 def process_label() -> Optional[str]:
-    """This process's name in a job of several processes; None in one process.
-
-    "JAX process 1 of 2" across JAX processes (the index is
-    `jax.process_index()`), else the task `TF_CONFIG` names in a cluster of
-    more than one task, as "worker 1 (TF_CONFIG)". The stall watchdog puts
-    it in its lines, so each line of a job's logs says where it comes from.
+    """This process's name in a job of several processes, for the stall
+    watchdog's lines: "JAX process 1 of 2", else the task `TF_CONFIG` names
+    in a cluster of more than one task ("worker 1 (TF_CONFIG)"); None in
+    one process.
     """
     jax_job = jax_process()
     if jax_job is not None:
@@ -182,11 +159,10 @@ def jax_process() -> Optional[Tuple[int, int]]:
     """(index, count) of this process in a JAX job of several processes.
 
     None when there is one process, or when JAX is not what trains. JAX is
-    asked only when it is already imported (the counter never imports it)
-    and in use: Keras runs on JAX, or `jax.distributed` was initialized.
-    Asking otherwise would start JAX's backends in a TensorFlow job (on a
-    GPU, JAX would claim most of its memory). `jax.process_count()` and
-    `jax.process_index()` are local facts, not collectives.
+    asked only when already imported and in use (Keras runs on JAX, or
+    `jax.distributed` was initialized): asking would start its backends in
+    a TensorFlow job (on a GPU, claiming most of its memory). Its process
+    count and index are local facts, not collectives.
     """
     jax = sys.modules.get("jax")
     if jax is None or not (_keras_on_jax() or _jax_distributed_initialized(jax)):
@@ -206,8 +182,7 @@ def _keras_on_jax() -> bool:
 
 
 def _jax_distributed_initialized(jax: Any) -> bool:
-    is_initialized = getattr(getattr(jax, "distributed", None), "is_initialized", None)
     try:
-        return bool(is_initialized()) if callable(is_initialized) else False
-    except Exception:
+        return bool(jax.distributed.is_initialized())
+    except Exception:  # A JAX without it: not initialized.
         return False

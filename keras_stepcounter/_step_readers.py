@@ -1,10 +1,9 @@
 """Reading the global step as a Python int, for every Keras flavour and source.
 
-`tf.keras` is Keras 3 by default and tf_keras (Keras 2) when
-`TF_USE_LEGACY_KERAS=1`; Keras 3 may also run on the JAX backend. The step
-is the number of updates the optimizer applied: with gradient accumulation
-that is its inner counter divided by the accumulation steps, and under a
-wrapper (a `LossScaleOptimizer`) it is the wrapped optimizer's counter.
+`tf.keras` is Keras 3 (on TensorFlow or JAX), or tf_keras when
+`TF_USE_LEGACY_KERAS=1`. The step is the number of updates the optimizer
+applied: under a wrapper (a `LossScaleOptimizer`), the wrapped optimizer's
+counter; with gradient accumulation, divided by the accumulation steps.
 
 A reader is read only at records (rarely), but then on the training path,
 so it uses the cheapest public read: one `ReadVariableOp` (about 6 µs; a
@@ -15,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+from dataclasses import dataclass
 from typing import Any, Callable, Tuple
 
 import tensorflow as tf
@@ -42,6 +42,7 @@ def _variable_types() -> Tuple[Any, ...]:
 _VARIABLE_TYPES = _variable_types()
 
 
+@dataclass(eq=False)  # Hashable: compared by identity.
 class StepReader:
     """A callable returning the global step, with what it reads in words.
 
@@ -55,17 +56,10 @@ class StepReader:
             update of a step whose gradients overflow.
     """
 
-    def __init__(
-        self,
-        read: Callable[[], int],
-        description: str,
-        calls_per_update: int = 1,
-        loss_scaled: bool = False,
-    ) -> None:
-        self.read = read
-        self.description = description
-        self.calls_per_update = calls_per_update
-        self.loss_scaled = loss_scaled
+    read: Callable[[], int]
+    description: str
+    calls_per_update: int = 1
+    loss_scaled: bool = False
 
 
 def iterations_reader(model: Any) -> StepReader:
@@ -159,12 +153,10 @@ def _jax_reader(
 
 
 def variable_reader(variable: Any) -> Callable[[], int]:
-    """The cheapest read of an integer variable as an int.
-
-    A plain resource variable (a Keras 3 variable's `.value` on TensorFlow)
-    is read with one `tf.raw_ops.ReadVariableOp` of its handle. Distributed
-    variables (tf_keras under a strategy) have no single handle: their
-    `.numpy()` is the local copy.
+    """The cheapest read of an integer variable as an int: one
+    `tf.raw_ops.ReadVariableOp` of a plain resource variable's handle (a
+    Keras 3 variable's `.value` on TensorFlow); `.numpy()`, the local copy,
+    of a distributed one (tf_keras under a strategy), which has no handle.
     """
     # A Keras 3 variable holds its tf.Variable as `.value` (on a tf.Variable,
     # `.value` is a method).

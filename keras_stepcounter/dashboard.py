@@ -1,25 +1,11 @@
 """The counter's TensorBoard dashboard: a Custom Scalars layout.
 
-TensorBoard's Scalars tab draws one chart per tag: `step_time/p50`, `/p90`,
-`/p99` and `/max` are four charts, the goodput buckets six more. The Custom
-Scalars tab draws what a layout in the event file asks for instead; the
-counter writes one, in a category named `keras_stepcounter`, with a chart
-for each group of tags its settings make it write:
-
-* steps per second (the counter's `tag`);
-* `examples/sec`, when recorded: its own chart, as on one axis the steps
-  per second would be a flat line at the bottom (a batch of 32 puts
-  examples 32 times higher);
-* `mfu`, when recorded;
-* step time: `step_time/p50` as a line inside the `p10`-`p90` band;
-* the step-time tail: `step_time/p99` and `step_time/max`;
-* goodput: the ledger's buckets, one point each per `fit`.
-
-Two kinds of tags are left out, as a chart of them would stay empty in
-most runs: `stall_secs`, written only when a stall ends (a fit's stalled
-seconds are the ledger's `stall` bucket), and `time_frac/<name>`, whose
-names are known only once a block is timed, after the layout is written.
-The Scalars tab shows both whenever they are written. Plain Python and
+One category, `keras_stepcounter`, with a chart for each group of tags the
+counter's settings make it write (docs/report-and-tensorboard.md lists
+them). Steps and examples per second get a chart each: on one axis, steps
+would be a flat line under examples. `stall_secs` (written only when a
+stall ends) and `time_frac/<name>` (names known only once a block is
+timed, after the layout is written) get none. Plain Python and
 TensorBoard's protos, no TensorFlow.
 """
 

@@ -24,7 +24,6 @@ from conftest import steps_of
 
 import keras_stepcounter
 from keras_stepcounter._distribute import (
-    _tf_config_says_chief,
     chief_decision,
     is_chief,
     jax_process,
@@ -74,7 +73,7 @@ def tf_config(task_type, index, chief=False, workers=2, master=False):
     ],
 )
 def test_tf_config_names_the_chief_as_tensorflow_does(config, expected):
-    assert _tf_config_says_chief(config) is expected
+    assert tf_config_decision(config).is_chief is expected
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,8 @@ _outage_numbers = itertools.count(1)
 
 
 class FailureReporter:
-    """Turns write failures into one `RuntimeWarning` per outage.
-
-    The first failure warns; later ones are quiet until a write succeeds
-    again, which logs that writing resumed. Training never sees an error.
+    """Turns write failures into one `RuntimeWarning` per outage: the first
+    failure warns, later ones are quiet until a write works again.
 
     Args:
         what: The writer, as named in the warning ("summary writer").

@@ -1,10 +1,6 @@
-"""Checks of the writer arguments, run in the recorders' constructors.
-
-Every recorder takes `output_dir` and `summary_writer` with one rule: a
-given `summary_writer` wins, else the recorder writes through a writer of
-its own for `output_dir` (`opens_own_writer`). `check_writer_arguments`
-checks both, in one order.
-"""
+"""Checks of `output_dir` and `summary_writer`, run in the recorders'
+constructors. A given `summary_writer` wins, else the recorder writes
+through a writer of its own for `output_dir` (`opens_own_writer`)."""
 
 from __future__ import annotations
 
@@ -19,10 +15,8 @@ def check_writer_arguments(
 ) -> Optional[str]:
     """Checks `summary_writer` (a v2 `tf.summary` writer; with `v1`, a v1
     writer), then `output_dir`, which it creates; returns `output_dir` as a
-    path, or None.
-
-    Call it after every other check of the constructor: a failed check
-    then leaves no new directory behind.
+    path, or None. Call it after every other check of the constructor, so
+    that a failed check leaves no new directory behind.
     """
     if v1:
         check_v1_summary_writer(summary_writer)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import socket
 import time
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -34,8 +35,6 @@ RECHECK_SECS = 1.0
 
 # How often (seconds, at least) a record saves a remote directory's lineage
 # index: a save there is a whole upload (tens of ms); a record, microseconds.
-# A local index is updated in place by every record. It is saved at once at
-# `begin_run`, `reached` and `close`.
 REMOTE_INDEX_SECS = 300.0
 
 # Event file names: TF's pattern (events.out.tfevents.<secs>.<host>.<pid>.
@@ -51,68 +50,42 @@ _file_numbers = itertools.count()
 class EventFileSink:
     """Writes scalar records to an event file of its own, one flush a record.
 
-    The file is a standard TensorBoard event file: a `file_version` header
-    first, then one `Event` per scalar, byte for byte what
-    `tf.summary.scalar(tag, value, step=step)` writes (summary metadata of
-    the "scalars" plugin, a float32 tensor) except the wall time, through
-    TF's public `tf.io.TFRecordWriter`. The tag is written exactly as given,
-    whatever `tf.name_scope` is active. Each `write` flushes, so a record
-    is in the operating system's hands (it survives SIGKILL of the process)
-    before `write` returns. A record costs microseconds, where an eager
-    `tf.summary.scalar` costs hundreds (benchmarks/README.md).
+    A standard TensorBoard event file: a `file_version` header, then one
+    `Event` per scalar, byte for byte what `tf.summary.scalar(tag, value,
+    step=step)` writes except the wall time (writer/event_records.py), with
+    the tag exactly as given, whatever `tf.name_scope` is active. A record
+    is flushed (it survives SIGKILL) before `write` returns, and costs
+    microseconds (benchmarks/README.md). One file serves every write from
+    `open` to `close`; a sink still open at interpreter exit is closed then.
 
-    One file serves every `write` from `open` to `close`; `open` is cheap
-    and does nothing when the file is open and still exists. `close` happens when called, or at
-    interpreter exit for a sink still open then (the exit hook does not
-    keep the sink alive).
+    Failures never escape: `write` returns False, with one warning per
+    outage. A failed write may leave a torn record, so the next record goes
+    to a new event file; at most once per `recheck_secs` a record checks
+    (one `os.stat`) that the file still has a name, and opens a new one
+    once `output_dir` exists again (docs/guarantees.md, "Failures never
+    stop training", says what is lost when).
 
-    A removed directory: an open file that loses its name (its directory
-    removed, or the file deleted) takes writes without an error, and they
-    are lost. So at most once per `recheck_secs` (1 s by default; one
-    `os.stat` each time, never a directory listing) a record first checks
-    that the file still exists; if not, it opens a new file, once
-    `output_dir` exists again. It never re-creates a removed directory (it
-    may be gone on purpose, or a disk unmounted): until the directory is
-    back, every record fails (one `RuntimeWarning` per outage) and is lost.
-    Records taken between a removal and the next check, that is within
-    `recheck_secs` of the previous check, go to the nameless file and are
-    lost without a warning (tests/test_event_file_sink.py shows exactly
-    which). Remote paths (`gs://...`) are not checked.
-
-    Failures (disk full, directory gone) never escape: `write` returns
-    False, one `RuntimeWarning` per outage (each outage's text differs, so
-    Python's warning filter shows every one). A failed write may have left
-    a torn record at the end of the file, which no reader gets past; so the
-    file is closed, never written again (truncating it is not possible on
-    remote filesystems and would race live readers), and the next record
-    opens a new event file: TensorBoard and the report read every record
-    written once space is back. An attempt that fails while opening a new
-    file removes that file, so an outage leaves no empty files behind.
-    "writing records resumed" is logged with the new file's name.
-
-    The lineage index (`writer/lineage.py`): `begin_run(start_step)` at the
-    start of each run says how many steps it computes again, measured
-    against the latest run that wrote to `output_dir`, and makes this run
-    the latest; `reached(step)` (epoch ends, a run's end) and every record
-    (its step) move this run's last step on. The index is saved at
-    `begin_run`, `reached` and `close`; in a local directory every record
-    updates it in place (a few microseconds), so after a kill the last step
-    saved is short by fewer than `every_n_steps` (the steps since the last
-    record). A remote index is saved by a record at most once per
-    `REMOTE_INDEX_SECS` (300 s: an object store takes a whole upload), so
-    there it can also be short by the steps of those 300 s.
-
-    Given `dashboard`, each file it opens (a reopened one too) starts with
-    the Custom Scalars layout of those tags, at step 0, after the header.
-    `write_text` writes a Markdown text (TensorBoard's Text tab).
+    `begin_run` and `reached` keep this run in the directory's lineage
+    index (writer/lineage.py; docs/beyond-steps-per-sec.md, "Re-run
+    steps"): every record moves its last step on, in place in a local
+    index, at most once per `REMOTE_INDEX_SECS` in a remote one.
 
     Args:
         output_dir: The directory to write the event file in.
         recheck_secs: Seconds between checks that the file still exists;
             default `RECHECK_SECS`.
         clock: Monotonic clock for those checks (tests pass a fake one).
-        dashboard: The tags the counter writes, for its layout; None
-            writes no layout.
+        dashboard: The tags the counter writes: each file it opens starts
+            with their Custom Scalars layout, at step 0; None writes none.
+
+    Example:
+
+    ```python
+    sink = EventFileSink(tmp)
+    rerun = sink.begin_run(0)  # None: a run from step 0 is a new run
+    sink.write(100, {"global_step/sec": 12.5})
+    sink.close()
+    ```
     """
 
     def __init__(
@@ -135,12 +108,11 @@ class EventFileSink:
         self._failures = FailureReporter(
             "event file writer", "the next records go to a new event file once this works"
         )
-        # This run in the lineage index: (start step, last step read), and
-        # when a record saves it next; None before `begin_run`.
-        self._run: Optional[Tuple[int, int]] = None
+        # This run in the lineage index: its start step (None before
+        # `begin_run`), the last step it read, and when a record saves it next.
+        self._start_step: Optional[int] = None
         self._last_step = 0
         self._index: Optional[int] = None  # A local index's descriptor.
-        self._index_secs = REMOTE_INDEX_SECS
         self._next_index_save = 0.0
 
     @property
@@ -149,11 +121,8 @@ class EventFileSink:
         return self._path
 
     def open(self) -> None:
-        """Opens an event file in `output_dir`, unless one is open already.
-
-        Called at the start of every `fit`, so it also checks (one `stat`)
-        that the open file still exists, and opens a new one if not.
-        """
+        """Opens an event file in `output_dir`, unless one is open and still
+        exists (one `stat`: this runs at the start of every `fit`)."""
         if self._file is not None:
             if self._still_named():
                 return
@@ -165,19 +134,15 @@ class EventFileSink:
 
     def begin_run(self, start_step: int) -> Optional[int]:
         """A run starts at `start_step`: returns the steps it computes again
-        (None: none), and makes it the latest run in `output_dir`'s index.
-
-        Steps are computed again when `start_step` is above 0 and below the
-        last step read by the latest run in the index (this sink's previous
-        run, saved first, or another counter's or process's, read from the
-        index: one small file). A start at 0 is a new run. Never raises.
+        after the latest run in `output_dir`'s index (this sink's previous
+        run, saved first, or another counter's or process's; None: none),
+        and makes it the latest. Never raises.
         """
-        if self._run is not None:
-            saved = self._save_index()
-            latest = latest_run(self._output_dir) if saved else self._run
-        else:
+        if self._start_step is None or self._save_index():
             latest = latest_run(self._output_dir)
-        self._run, self._last_step = (start_step, start_step), start_step
+        else:  # This sink's previous run, which could not be saved.
+            latest = (self._start_step, self._last_step)
+        self._start_step, self._last_step = start_step, start_step
         self._close_index()
         if self._save_index():
             self._index = open_index(self._output_dir)
@@ -188,8 +153,8 @@ class EventFileSink:
         """The run read `step` (an epoch's end, the run's end): saved in the
         index at once. Never raises."""
         self._last_step = step
-        if self._index is not None and self._run is not None:
-            update_index(self._index, self._run[0], step)  # The file stays: no stale descriptor.
+        if self._index is not None and self._start_step is not None:
+            update_index(self._index, self._start_step, step)  # The file stays: no stale descriptor.
         else:
             self._save_index()
 
@@ -205,8 +170,8 @@ class EventFileSink:
         except Exception as error:  # Training must go on.
             self._lost("write", error)
             return False
-        if self._index is not None and self._run is not None:
-            update_index(self._index, self._run[0], step)
+        if self._index is not None and self._start_step is not None:
+            update_index(self._index, self._start_step, step)
         if self._failures.failing:
             self._failures.succeeded(self._path or "")
         return True
@@ -214,8 +179,8 @@ class EventFileSink:
     def write_text(self, step: int, tag: str, markdown: str) -> bool:
         """Writes `markdown` as a text summary at `step` and flushes; True if
         written."""
-        # Not shared with `write`: that is the per-record path, kept a frame
-        # shorter.
+        # Not shared with `write`, the per-record path: a shared one taking
+        # the records as a callable costs 0.5 µs a record (10% of a local one).
         try:
             file = self._file_for_record()
             file.write(summary_record(time.time(), step, text_summary(tag, markdown)))
@@ -238,8 +203,7 @@ class EventFileSink:
     def close(self) -> None:
         """Saves the index, flushes and closes the file; a later `open` or
         `write` opens a new one."""
-        if self._run is not None:
-            self._save_index()
+        self._save_index()
         self._close_index()
         file, self._file, self._path = self._file, None, None
         _open_sinks.discard(self)
@@ -262,7 +226,7 @@ class EventFileSink:
             if now < self._next_check:
                 return self._file
             self._next_check = now + self._recheck_secs
-            if self._index is None and self._run is not None and now >= self._next_index_save:
+            if self._index is None and now >= self._next_index_save:
                 self._save_index()
             if self._still_named():
                 return self._file
@@ -280,26 +244,21 @@ class EventFileSink:
         self._failures.failed(action, error)
         file, self._file, self._path = self._file, None, None
         if file is not None:
-            try:
-                file.close()  # Frees the handle; may fail again: the same outage.
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):  # May fail again: the same outage.
+                file.close()  # Frees the handle.
 
     def _save_index(self) -> bool:
         """Saves this run, with its last step read, as the latest in the index."""
-        if self._run is None:
+        if self._start_step is None:
             return False
-        self._run = (self._run[0], self._last_step)
-        self._next_index_save = self._clock() + self._index_secs
-        return save_latest_run(self._output_dir, *self._run)
+        self._next_index_save = self._clock() + REMOTE_INDEX_SECS
+        return save_latest_run(self._output_dir, self._start_step, self._last_step)
 
     def _close_index(self) -> None:
         index, self._index = self._index, None
         if index is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(index)
-            except OSError:
-                pass
 
     def _still_named(self) -> bool:
         return not self._local or os.path.exists(self._path or "")
@@ -312,24 +271,15 @@ class EventFileSink:
             if self._layout is not None:
                 file.write(summary_record(time.time(), 0, self._layout))
             file.flush()
-        except Exception:
-            _discard(file, path)  # Disk still full: leave no torn header.
+        except Exception:  # Disk still full: leave no file with a torn header.
+            with contextlib.suppress(Exception):
+                file.close()
+            with contextlib.suppress(Exception):
+                tf.io.gfile.remove(path)
             raise
         self._file, self._path = file, path
         self._next_check = self._clock() + self._recheck_secs
         _open_sinks.add(self)
-
-
-def _discard(file: Any, path: str) -> None:
-    """Closes and removes an event file that holds no record of ours."""
-    try:
-        file.close()
-    except Exception:
-        pass
-    try:
-        tf.io.gfile.remove(path)
-    except Exception:
-        pass
 
 
 def _file_name() -> str:

@@ -1,15 +1,12 @@
 """Serialized `Event` records, byte for byte as `tf.summary` writes them.
 
 A scalar record is an `Event` (wall_time = 1, step = 2, summary = 5) whose
-`Summary` holds one value: the tag, a float32 scalar tensor (as
-`tensor_content`) and the "scalars" plugin metadata. For a given tag only
-the four bytes of the value change, so the `Summary` is built once per tag
-through the protos and split around those bytes; a record is then the
-packed wall time and step, the prefix, the packed value and the suffix.
-This is about ten times cheaper than building and serializing the protos
-per record, and gives the same bytes (tests/test_event_file_sink.py
-compares them with `tf.summary.scalar`'s). The rare other records (the
-dashboard layout, the ledger table) are serialized whole. Built with
+`Summary` holds the tag, a float32 scalar tensor and the "scalars" plugin
+metadata. For a given tag only the value's four bytes change, so the
+`Summary` is serialized once per tag and split around them: about ten
+times cheaper than serializing per record, and the same bytes
+(tests/test_event_file_sink.py compares them with `tf.summary.scalar`'s).
+Other records (the layout, the ledger table) are serialized whole, with
 TensorBoard's copies of the protos: no TensorFlow import.
 """
 

@@ -3,6 +3,7 @@ inside a graph, and the checks and wrappers its graph needs."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -35,31 +36,19 @@ def write_scalars_in_graph(
     """Summary ops writing `scalars` at `step`, then a flush, in that order.
 
     Tags are written exactly as given, whatever `tf.name_scope` is active
-    (`tf.summary.scalar` would prefix it: `while/cond/...` inside a loop).
-    The writes happen whatever recording condition the caller set
-    (`tf.summary.record_if(False)`, or `record_if(step % 10 == 0)`): a
-    record the counter takes always reaches the file. With `writer` None,
-    the default writer active at trace time is used. Unlike the sinks of `make_sink`,
-    nothing can catch a failure inside a graph.
+    (`tf.summary.scalar` would prefix `while/cond/...` inside a loop), and
+    whatever `tf.summary.record_if` the caller set. With `writer` None, the
+    default writer active at trace time is used. Unlike the sinks of
+    `make_sink`, nothing can catch a failure inside a graph.
     """
-
-    def write_all() -> List[Any]:
-        with tf.summary.record_if(True):
-            return [
-                tf.summary.write(
-                    tag=tag,
-                    tensor=tf.cast(value, tf.float32),
-                    step=step,
-                    metadata=SCALAR_METADATA,
-                )
-                for tag, value in scalars.items()
-            ]
-
-    if writer is not None:
-        with writer.as_default():
-            ops = write_all()
-    else:
-        ops = write_all()
+    as_default = contextlib.nullcontext() if writer is None else writer.as_default()
+    with as_default, tf.summary.record_if(True):
+        ops = [
+            tf.summary.write(
+                tag=tag, tensor=tf.cast(value, tf.float32), step=step, metadata=SCALAR_METADATA
+            )
+            for tag, value in scalars.items()
+        ]
     with tf.control_dependencies(graph_ops(ops)):
         flush = tf.summary.flush(writer=writer)
     return ops + [flush]

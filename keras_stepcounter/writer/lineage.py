@@ -1,23 +1,20 @@
 """The lineage index: the latest run that wrote to an `output_dir`.
 
-One small file beside the event files, `stepcounter.lineage.json`, holds
-the latest run of a counter in that directory: the step it started at and
-the last step it read. A run that starts above step 0 and below that last
-step is a restore from an older checkpoint; the difference is the steps
-computed again (`goodput/rerun_steps`). Reading it is one small file,
-whatever the directory's history: no event file is opened, so another
-experiment's records in the same directory, or a 20 MB event file of
-another tool, cost nothing.
+`stepcounter.lineage.json`, beside the event files, holds the step that
+run started at and the last step it read: a later run starting between
+them computes the difference again (`goodput/rerun_steps`;
+docs/beyond-steps-per-sec.md, "Re-run steps"). One small file, whatever
+else the directory holds.
 
-Written as a temporary file renamed over the index, so a reader sees the
-old index or the new one, never half of one: with `os` for a local
-directory, with `tf.io.gfile` for a remote one (`gs://`, where a rename
-copies the object whole; `ram://`, whose files opened for writing are not
-emptied first). Between saves, a run moves its last step on in place in a
-local index (`update_index`: one `pwrite` of a fixed-size text, a few
-microseconds, so every record can), where an object store would take a
-whole upload. Nothing here raises: an index that cannot be read is no
-index, one that cannot be written is tried again at the next save.
+A save writes a temporary file and renames it over the index, so a reader
+sees the old index or the new one: with `os` locally, with `tf.io.gfile`
+for a remote directory (`gs://`, where a rename copies the object whole;
+`ram://`, whose files opened for writing are not emptied first). Between
+saves, `update_index` moves a local index's last step on in place (one
+`pwrite` of a fixed-size text, a few microseconds: every record can), where
+an object store would take a whole upload. Nothing here raises: an index
+that cannot be read is no index, one that cannot be written is saved again
+at the next chance.
 
 Example:
 
@@ -62,7 +59,7 @@ def latest_run(output_dir: str) -> Optional[Tuple[int, int]]:
         text = _read(_index_path(output_dir), local=_is_local(output_dir))
         run = json.loads(text)
         start, last = run["start_step"], run["last_step"]
-        if run.get("format") == FORMAT and _is_int(start) and _is_int(last):
+        if run.get("format") == FORMAT and type(start) is int and type(last) is int:
             return start, last
     except Exception:  # Missing, damaged, unreadable: no index.
         pass
@@ -77,11 +74,9 @@ def save_latest_run(output_dir: str, start_step: int, last_step: int) -> bool:
     # Named per process and call: two counters (or processes) saving at
     # once never share a temporary file.
     temp = f"{path}.{os.getpid()}.{next(_temp_numbers)}.tmp"
+    replace = _replace_local if _is_local(output_dir) else _replace_remote
     try:
-        if _is_local(output_dir):
-            _replace_local(temp, path, text)
-        else:
-            _replace_remote(temp, path, text)
+        replace(temp, path, text)
     except Exception:  # Disk full, directory gone: saved at the next chance.
         return False
     return True
@@ -154,7 +149,3 @@ def _index_path(output_dir: str) -> str:
 
 def _is_local(output_dir: str) -> bool:
     return "://" not in output_dir
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

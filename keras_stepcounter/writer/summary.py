@@ -9,7 +9,7 @@ re-run steps `begin_run(start_step) -> Optional[int]` and `reached(step)`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, TypeVar, Union
 
 import numpy as np
 import tensorflow as tf
@@ -26,10 +26,8 @@ T = TypeVar("T")
 
 def write_layout(writer: Optional[tf.summary.SummaryWriter], dashboard: DashboardTags) -> bool:
     """Writes the Custom Scalars layout of `dashboard` at step 0 to `writer`
-    (None: the default writer, if any) and flushes; True if written.
-
-    For eager callers outside a `tf.function`; failures are the caller's.
-    """
+    (None: the default writer, if any) and flushes; True if written. Eager
+    only (outside a `tf.function`); failures are the caller's."""
     serialized = dashboard_summary(dashboard).SerializeToString()
     return _with_writer(writer, lambda: _write_raw(0, serialized))
 
@@ -45,16 +43,13 @@ class SummarySink:
         dashboard: The tags the counter writes, for its Custom Scalars
             layout; None writes no layout.
 
-    Tags are written exactly as given: `tf.summary.write` with the scalar
-    plugin's metadata, which is what `tf.summary.scalar` writes, without
-    the prefix of the active `tf.name_scope` that `tf.summary.scalar`
-    would add. Values and steps go in as numpy values, not Python numbers,
-    which TF would cache as a constant each (memory growing per record).
-    The layout is written once per sink: at the first `open` that finds
-    a writer (the caller's, or a default one active then).
-
-    Re-run steps (`begin_run`) are measured against this sink's previous
-    run only: a writer's directory has no lineage index of the counter's.
+    Tags are written exactly as given (`tf.summary.write` with the scalar
+    plugin's metadata: `tf.summary.scalar` without its `tf.name_scope`
+    prefix). Values and steps go in as numpy values: TF would cache each
+    Python number as a constant (memory growing per record). The layout is
+    written at the first `open` that finds a writer. Re-run steps
+    (`begin_run`) are measured against this sink's previous run only: a
+    writer's directory has no lineage index of the counter's.
     """
 
     def __init__(
@@ -66,14 +61,14 @@ class SummarySink:
         self._dashboard = dashboard
         self._layout_due = dashboard is not None
         self._failures = FailureReporter("summary writer")
-        self._run: Optional[Tuple[int, int]] = None  # (start, last step read)
-        self._last_step = 0
+        self._run_begun = False
+        self._last_step = 0  # Read by this run.
 
     def begin_run(self, start_step: int) -> Optional[int]:
         """A run starts at `start_step`: the steps it computes again after
         this sink's previous run (None: none). Never raises."""
-        last = None if self._run is None else self._last_step
-        self._run, self._last_step = (start_step, start_step), start_step
+        last = self._last_step if self._run_begun else None
+        self._run_begun, self._last_step = True, start_step
         return rerun_steps(start_step, last)
 
     def reached(self, step: int) -> None:
@@ -169,17 +164,14 @@ def make_sink(
     """The sink `StepCounter` writes its records to, chosen once.
 
     Args:
-        output_dir: Directory for an event file of its own, written
-            directly (`EventFileSink`: a record costs microseconds).
-        summary_writer: A `tf.summary` writer of the caller's, written
-            through `tf.summary` (`SummarySink`); never closed here.
-        dashboard: The tags the counter writes: a Custom Scalars layout
-            of them goes into each event file of its own, or once through
-            `tf.summary`. None writes no layout.
+        output_dir: Directory for an event file of its own (`EventFileSink`).
+        summary_writer: A `tf.summary` writer of the caller's (`SummarySink`);
+            never closed here.
+        dashboard: The tags the counter writes, for their Custom Scalars
+            layout; None writes no layout.
 
-    With neither, records go through `tf.summary` to the default writer
-    active when they are taken, or nowhere if there is none. A given
-    `summary_writer` wins over `output_dir`.
+    With neither, records go to the default `tf.summary` writer active
+    when they are taken, if any. A given `summary_writer` wins.
 
     Example:
 

@@ -13,14 +13,11 @@ from keras_stepcounter.writer.checks import opens_own_writer
 class V1ScalarWriter:
     """Writes scalars as v1 `Summary` protos through a v1 `FileWriter`.
 
-    The writer of `compat.v1.StepCounterHook`, with v1's choice of writer:
-    the caller's `summary_writer` if given (flushed, never closed), else the
-    process-wide writer for `output_dir` from
-    `tf.compat.v1.summary.FileWriterCache` (shared with other v1 hooks
-    writing there, so also never closed here). Unlike v1, the hook flushes
-    after each record (`flush`); like the sinks of `make_sink`, a failure never
-    escapes: the first is a `RuntimeWarning`, and writing resumes when it
-    works again.
+    The writer of `compat.v1.StepCounterHook`, chosen as v1 does: the
+    caller's `summary_writer`, else the process-wide writer for
+    `output_dir` from `tf.compat.v1.summary.FileWriterCache` (shared with
+    other v1 hooks); neither is closed here. Unlike v1, the hook flushes
+    after each record; a failure never escapes (one warning per outage).
 
     Args:
         output_dir: Directory whose cached `FileWriter` to use.
@@ -38,11 +35,9 @@ class V1ScalarWriter:
         self._failures = FailureReporter("v1 summary writer")
 
     def open(self) -> Any:
-        """Gets the cached writer for `output_dir` (v1 did this in `begin`).
-
-        Returns the writer (None without one). Needs graph mode: `FileWriter`
-        refuses eager execution.
-        """
+        """Gets the cached writer for `output_dir` (v1 did this in `begin`)
+        and returns it (None without one). Needs graph mode: `FileWriter`
+        refuses eager execution."""
         if opens_own_writer(self._output_dir, self.writer):
             try:
                 self.writer = tf.compat.v1.summary.FileWriterCache.get(self._output_dir)
