@@ -95,13 +95,14 @@ def check_optional_positive_int(name: str, value: Any) -> Optional[int]:
     return None if value is None else check_positive_int(name, value)
 
 
-def check_tag(tag: Any) -> str:
+def check_tag(tag: Any, name: str = "tag") -> str:
+    """A non-empty str (a tag, or a name that ends one)."""
     if not isinstance(tag, str):
         raise TypeError(
-            f"tag must be a non-empty str, got {tag!r} of type {type(tag).__name__}."
+            f"{name} must be a non-empty str, got {tag!r} of type {type(tag).__name__}."
         )
     if not tag.strip():
-        raise ValueError(f"tag must be a non-empty str, got {tag!r}.")
+        raise ValueError(f"{name} must be a non-empty str, got {tag!r}.")
     return tag
 
 

@@ -216,13 +216,9 @@ class Recorder:
 
     def set_writing(self, writing: bool, process: Optional[str] = None) -> None:
         """Whether this process writes and logs the records (after
-        `begin_run`), and its name in a job of several (`process`).
-
-        Not the job's writer (a worker that is not the chief, a JAX process
-        other than 0): nothing is written and no rate or ledger line is
-        logged. With a stall watchdog the run still times every batch end,
-        so each process warns of its own stalls; without one it goes idle.
-        """
+        `begin_run`), and its name in a job of several (`process`). A
+        process that does not write still warns of its own stalls, if it
+        has a watchdog; without one it goes idle."""
         self.writing = writing
         if self._watchdog is not None:
             self._watchdog.process = process
@@ -282,14 +278,10 @@ class Recorder:
         return True
 
     def pause_steps(self, epoch_end: bool = True) -> bool:
-        """Training steps stop, from the end of the last batch.
-
-        An epoch boundary (`epoch_end`, the first hook after an epoch's last
-        batch: validation or epoch end) reads the step and sets
-        `stretch_rate`, the epoch's mean rate; a `paused()` block
-        (`epoch_end=False`) reads nothing. Returns whether steps were
-        running (and now stop).
-        """
+        """Training steps stop, from the end of the last batch; returns
+        whether they were running. An epoch boundary (`epoch_end`: the
+        first hook after an epoch's last batch) reads the step and sets
+        `stretch_rate`, the epoch's mean rate; a `paused()` block does not."""
         if not self._steps_running or self._idle:
             return False
         self._steps_running = False

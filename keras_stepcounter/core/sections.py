@@ -15,6 +15,7 @@ from typing import (
     Any, Callable, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar,
 )
 
+from keras_stepcounter.core.checks import check_tag
 from keras_stepcounter.core.tags import TIME_FRAC_PREFIX
 
 DEFAULT_ITER_NAME = "input"
@@ -24,13 +25,7 @@ T = TypeVar("T")
 
 def check_section_name(name: Any) -> str:
     """A non-empty str without a leading or trailing slash (it ends a tag)."""
-    if not isinstance(name, str):
-        raise TypeError(
-            f"name must be a non-empty str, got {name!r} of type "
-            f"{type(name).__name__}."
-        )
-    if not name.strip():
-        raise ValueError(f"name must be a non-empty str, got {name!r}.")
+    check_tag(name, "name")
     if name.startswith("/") or name.endswith("/"):
         raise ValueError(
             f"name must not start or end with '/' (it becomes the tag "
