@@ -191,6 +191,32 @@ def test_recorder_step_times_count_k_steps_per_call(fake_clock):
     assert scalars["step_time/p50"] == scalars["step_time/max"] == 0.25
 
 
+def test_step_times_stay_bounded_between_far_apart_records(fake_clock):
+    # Records every 10,000 steps: the quiet calls' times go straight into
+    # `step_times.calls`, so the schedule reads at least every `capacity`
+    # calls, and each read folds what is past the capacity.
+    recorder, sink = make_recorder(fake_clock, every_steps=10_000, step_time_stats=True)
+    capacity = recorder.step_times.capacity
+    steps = Steps()
+    recorder.begin_run(RunSource(read=steps))
+    recorder.begin_steps()
+    longest = 0
+    for i in range(10_001):
+        fake_clock.advance(2.0 if i == 5000 else 0.25)
+        steps.step += 1
+        recorder.batch_end()
+        longest = max(longest, len(recorder.step_times.calls))
+    assert longest <= 2 * capacity
+    # Start, baseline at 1, a read at least every `capacity` calls, the record.
+    assert len(steps.reads) == 2 + 10_000 // capacity + 1
+    ((step, scalars),) = sink.rates()
+    assert step == 10_001 and scalars["global_step/sec"] == 10_000 / (9_999 * 0.25 + 2.0)
+    assert scalars["step_time/max"] == 2.0 and scalars["step_time/p50"] == 0.25
+    recorder.go_idle()  # An idle recorder keeps no step times.
+    run_batches(recorder, steps, fake_clock, 3 * capacity)
+    assert recorder.step_times.calls == []
+
+
 def test_recorder_goodput_ledger_at_the_run_end(fake_clock):
     recorder, sink = make_recorder(fake_clock, goodput=True)
     steps = Steps()

@@ -144,7 +144,7 @@ def test_fold_keeps_total_weight(steps_of):
     times = StepTimes(capacity=8)
     for i in range(1000):
         times.add(float(i % 10), steps=steps_of(i))
-    total = sum(times._fold_weights) + sum(times._steps[: times._n])
+    total = sum(times._fold_weights) + sum(times._valid_calls()[1])
     assert total == sum(steps_of(i) for i in range(1000))
 
 

@@ -137,9 +137,14 @@ class Recorder:
         self._input = None if input_meter is None else InputShare(input_meter)
         self._where = where
         self._timeline = Timeline(pause_between_epochs)
-        self._schedule = ReadSchedule(rates.timer)
         self._warnings = RunWarnings(rates)
         self.step_times = StepTimes() if step_time_stats else None
+        self._schedule = ReadSchedule(
+            rates.timer, max_calls=math.inf if self.step_times is None else self.step_times.capacity
+        )
+        # A quiet call's seconds go straight into `step_times.calls` (set
+        # while a run is recording, None otherwise).
+        self._add_step_secs: Optional[Callable[[float], None]] = None
         self.sections = Sections(self.training_now)
         # A gap of at least the threshold is a stall: `stall_secs`, else
         # (the ledger alone) the "auto" rule. Only `stall_secs` warns.
@@ -162,7 +167,7 @@ class Recorder:
         self._read: Optional[Callable[[], int]] = None
         self._thread: Optional[int] = None
         self._last_end = 0.0
-        self._batches_per_call = self._steps_per_call = 1
+        self._batches_per_call = 1
         self._calls_until_read: float = 1
         self._leave_run()
 
@@ -177,8 +182,7 @@ class Recorder:
         self._rates.batches_per_step = source.calls_per_update
         self._source = source
         self._batches_per_call = source.batches_per_call
-        # A call's weight in `step_time/*`: the steps it covers.
-        self._steps_per_call = self._schedule.steps_per_call = source.steps_per_call
+        self._schedule.steps_per_call = source.steps_per_call
         self._read, self._thread = source.read, threading.get_ident()
         now = self._last_end = self._clock()
         self._timeline.begin_run(now)
@@ -202,6 +206,9 @@ class Recorder:
         self.sections.clear(self.training_now())
         if self.step_times is not None:
             self.step_times.clear()
+            # A call's weight in `step_time/*`: the steps it covers.
+            self.step_times.steps_per_call = source.steps_per_call
+            self._add_step_secs = self.step_times.calls.append
         # sys._getframe: CPython's and PyPy's way to reach the caller's
         # frames; nothing public gives them. The frame of the `fit` call
         # that started this run, if one did: the watchdog ends when it is
@@ -230,6 +237,7 @@ class Recorder:
         after a failure). Batch ends then cost what a quiet batch costs."""
         self._idle = True
         self._steps_running = False
+        self._add_step_secs = None
         self._calls_since_read = 0
         self._calls_until_read, self._deadline = math.inf, math.inf
         self._stall_after = math.inf
@@ -374,8 +382,8 @@ class Recorder:
             and now < self._deadline
             and now - last < self._stall_after
         ):
-            if self.step_times is not None:
-                self.step_times.add(now - last, self._steps_per_call)
+            if self._add_step_secs is not None:
+                self._add_step_secs(now - last)
             return
         self._at_read(last)
 
@@ -390,7 +398,7 @@ class Recorder:
             return
         end = self._last_end = self._clock()  # The call ends with its step read.
         if self.step_times is not None:
-            self.step_times.add(end - last, self._steps_per_call)
+            self.step_times.add(end - last)
         self._warnings.check_progress(step, self._last_read_step, self._calls_since_read)
         if end - last >= self._stall_after:
             self._stalled(last, end, step)

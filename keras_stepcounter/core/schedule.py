@@ -27,6 +27,8 @@ class ReadSchedule:
         steps_per_call: The most global steps one batch call can cover
             (the model's `steps_per_execution`, fewer with gradient
             accumulation).
+        max_calls: Read at least every this many calls, due or not (the
+            bound of `StepTimes`' buffer); default never.
 
     A step seen to advance more per call than `steps_per_call` (a
     `train_step` applying gradients twice) widens the bound to what was
@@ -43,9 +45,12 @@ class ReadSchedule:
 
     FIRST_READ = (1, -math.inf)  # The first batch end of a run reads.
 
-    def __init__(self, timer: SecondOrStepTimer, steps_per_call: int = 1) -> None:
+    def __init__(
+        self, timer: SecondOrStepTimer, steps_per_call: int = 1, max_calls: float = math.inf
+    ) -> None:
         self._timer = timer
         self.steps_per_call = steps_per_call
+        self._max_calls = max_calls
 
     def next_read(
         self, step: int, calls_since_read: int, previous_step: Optional[int]
@@ -57,7 +62,7 @@ class ReadSchedule:
             calls_until_read = math.inf
         else:
             calls_until_read = max(1, math.ceil(steps_left / self.steps_per_call))
-        return calls_until_read, self._timer.trigger_deadline()
+        return min(calls_until_read, self._max_calls), self._timer.trigger_deadline()
 
     def _widen_if_outrun(
         self, step: int, calls_since_read: int, previous_step: Optional[int]

@@ -60,11 +60,15 @@ class StepTimes:
         capacity = check_positive_int("capacity", capacity)
         if capacity < 2:
             raise ValueError(f"capacity must be at least 2, got {capacity!r}.")
-        self._capacity = capacity
-        # Allocated once: `add` only stores into them.
-        self._secs: List[float] = [0.0] * capacity
-        self._steps: List[int] = [0] * capacity
-        self._n = 0
+        self.capacity = capacity
+        # The interval's calls, in order: their seconds, and the steps of
+        # those that did not cover `steps_per_call` (by index). The
+        # recorder's hot path appends to `calls` itself (a C call, no
+        # frame), and reads at least every `capacity` calls, whose `add`
+        # folds the calls past `capacity`.
+        self.calls: List[float] = []
+        self.steps_per_call = 1
+        self._other_steps: Dict[int, int] = {}
         # The folded sample: per-step seconds, and the steps each stands for.
         self._fold_values: List[float] = []
         self._fold_weights: List[int] = []
@@ -72,29 +76,26 @@ class StepTimes:
         self._dropped_max = -math.inf
         self._rng = random.Random(_SEED)
 
-    def add(self, seconds: float, steps: int = 1) -> None:
-        """Counts one batch call: `steps` steps that took `seconds` in all."""
-        n = self._n
-        try:
-            self._secs[n] = seconds
-            self._steps[n] = steps
-        except IndexError:  # Full: rare, so no bound check on every call.
+    def add(self, seconds: float, steps: Optional[int] = None) -> None:
+        """Counts one batch call: `steps` steps (default `steps_per_call`)
+        that took `seconds` in all."""
+        if len(self.calls) >= self.capacity:
             self._fold()
-            self._secs[0] = seconds
-            self._steps[0] = steps
-            n = 0
-        self._n = n + 1
+        self.calls.append(seconds)
+        if steps is not None and steps != self.steps_per_call:
+            self._other_steps[len(self.calls) - 1] = steps
 
     def reweigh_last(self, steps: int) -> None:
         """The last call added covered `steps` steps, not the number it was
         added with (an epoch's short last call of `steps_per_execution`,
         known only once the step is read). Nothing after a fold."""
-        if self._n > 0 and steps > 0:
-            self._steps[self._n - 1] = steps
+        if self.calls and steps > 0:
+            self._other_steps[len(self.calls) - 1] = steps
 
     def clear(self) -> None:
-        """Forgets the interval's steps (the buffer is kept)."""
-        self._n = 0
+        """Forgets the interval's steps (`calls` stays the same list)."""
+        self.calls.clear()
+        self._other_steps.clear()
         self._fold_values = []
         self._fold_weights = []
         self._block = 1
@@ -122,7 +123,9 @@ class StepTimes:
         return list(map(operator.truediv, secs, steps)), steps
 
     def _valid_calls(self) -> Tuple[List[float], List[int]]:
-        secs, steps = self._secs[: self._n], self._steps[: self._n]
+        secs, steps = list(self.calls), [self.steps_per_call] * len(self.calls)
+        for index, count in self._other_steps.items():
+            steps[index] = count
         if steps and min(steps) <= 0:  # No weight, and no division.
             kept = [(s, k) for s, k in zip(secs, steps) if k > 0]
             secs, steps = [s for s, _ in kept], [k for _, k in kept]
@@ -136,7 +139,8 @@ class StepTimes:
         tens of nanoseconds a call.
         """
         secs, steps = self._valid_calls()
-        self._n = 0
+        self.calls.clear()
+        self._other_steps.clear()
         if secs:
             if steps.count(steps[0]) == len(steps):
                 slowest = max(secs) / steps[0]  # Same floats as per call.
@@ -150,7 +154,7 @@ class StepTimes:
                 map(steps.__getitem__, picks),
             )
             self._fold_weights += _block_weights(steps, self._block)
-        while len(self._fold_values) > self._capacity:
+        while len(self._fold_values) > self.capacity:
             picks = self._block_picks(len(self._fold_values), 2)
             self._fold_values = list(map(self._fold_values.__getitem__, picks))
             self._fold_weights = _block_weights(self._fold_weights, 2)
