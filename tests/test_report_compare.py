@@ -262,7 +262,9 @@ def test_a_halfway_slowdown_is_found_at_its_step(logs):
     s = found[0]
     # Within two records of the step where the step time doubled.
     assert abs(s.from_step - HALVED_AT) <= 2 * EVERY_N_STEPS
-    assert s.step == s.from_step + EVERY_N_STEPS
+    # A step change is a ramp one record long; a record slowed by a busy
+    # machine (this run's timing is real) can make it two.
+    assert s.from_step < s.step <= s.from_step + 2 * EVERY_N_STEPS
     assert 0.4 < s.ratio < 0.6
     assert s.ratio == pytest.approx(s.rate_after / s.rate_before)
     assert s.records_before + s.records_during + s.records_after == 78
