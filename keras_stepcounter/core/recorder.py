@@ -620,7 +620,7 @@ class Recorder:
         batch over (what follows until the counter's next hook is an epoch
         boundary, by the timeline's rule)."""
         timeline = self._timeline
-        if timeline.paused or timeline.first_end is None:
+        if not timeline.in_steps or timeline.first_end is None:
             return None
         epoch = self._source.batches_per_epoch
         if epoch is not None and timeline.pauses_epochs:

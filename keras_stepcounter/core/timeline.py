@@ -84,9 +84,11 @@ class Timeline:
         self.first_end: Optional[float] = None
         self.ended = False
         self._paused_since: Optional[float] = None
-        self._excluded = 0.0  # Pauses and own work so far.
+        # Pauses and own work so far (in steps, `t - excluded` is training
+        # time), and of them the counter's own work.
+        self.excluded = 0.0
         self._excluded_at_first_end = 0.0
-        self._boundary = self._recorder = self._stalls = 0.0
+        self._boundary = self.recorder_secs = self._stalls = 0.0
         # The share of step time spent waiting for input, where measured
         # (`input_stats=True`); None: no `input` bucket, never a made-up zero.
         self.input_share: Optional[float] = None
@@ -107,7 +109,7 @@ class Timeline:
             return
         paused = max(0.0, t - since)
         self._boundary += paused
-        self._excluded += paused
+        self.excluded += paused
 
     def first_step_end(self, t: float, step: int) -> None:
         """The run's first step ended at `t` with the global step at `step`:
@@ -115,7 +117,7 @@ class Timeline:
         if self.first_end is not None:
             return
         self.first_end = t
-        self._excluded_at_first_end = self._excluded
+        self._excluded_at_first_end = self.excluded
         self._stretch_start = self.training_time(t)
         self._stretch_step = step
 
@@ -123,8 +125,8 @@ class Timeline:
         """The counter's own work from `start` to `end`, in steps or before
         the first step (while paused it is pause time already)."""
         if self._paused_since is None and end > start:
-            self._recorder += end - start
-            self._excluded += end - start
+            self.recorder_secs += end - start
+            self.excluded += end - start
 
     def stall(self, start: float, end: float) -> None:
         """No step ended from `start` to `end`, for at least the threshold."""
@@ -165,7 +167,7 @@ class Timeline:
         """`t` less the pauses and the counter's work before it; while
         paused, the time the pause began at."""
         since = self._paused_since
-        return (t if since is None or since > t else since) - self._excluded
+        return (t if since is None or since > t else since) - self.excluded
 
     def epoch_rate(self, step: Optional[int]) -> Optional[float]:
         """Mean steps per second of training time from where the last
@@ -182,23 +184,9 @@ class Timeline:
             return None
         return (step - start_step) / seconds
 
-    @property
-    def paused(self) -> bool:
-        return not self.in_steps
-
-    @property
-    def excluded(self) -> float:
-        """Pauses and own work so far: in steps, `t - excluded` is training time."""
-        return self._excluded
-
-    @property
-    def recorder_secs(self) -> float:
-        """The counter's own work so far in this run."""
-        return self._recorder
-
     def _ledger(self, total: float) -> Dict[str, float]:
         """Buckets that add up to `total`: every second of the run in one."""
-        boundary, recorder = self._boundary, self._recorder
+        boundary, recorder = self._boundary, self.recorder_secs
         if self.first_end is None:  # No step ever ended: nothing to tell apart.
             startup = boundary = stall = waited = step = 0.0
             other = total - recorder
