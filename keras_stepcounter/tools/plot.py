@@ -29,7 +29,7 @@ import os
 from typing import Any, Callable, Dict, List, Sequence
 
 from keras_stepcounter.core.tags import DEFAULT_TAG, EXAMPLES_TAG
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord
 from keras_stepcounter.tools.results import ReportData
 from keras_stepcounter.tools.stats import LOW_FRACTION
 from keras_stepcounter.tools.tags import STEP_TIME_PREFIX, is_rate_tag

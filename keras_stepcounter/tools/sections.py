@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord
 from keras_stepcounter.tools.runs import Run
 from keras_stepcounter.tools.stats import finite, median, percentiles
 from keras_stepcounter.core.tags import (
