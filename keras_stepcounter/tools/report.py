@@ -43,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
 
