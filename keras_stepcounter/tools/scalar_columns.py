@@ -2,7 +2,7 @@
 
 A `ScalarRecord` object costs about 200 bytes with its list slot; a
 million records of one tag held as objects took 190 MB before any
-statistic (issue 28). `ScalarColumns` holds them as three arrays (28 bytes
+statistic (issue 28). `ScalarColumns` holds them as three arrays (24 bytes
 a record) and is still a sequence of `ScalarRecord`s, made one at a time
 where a caller iterates or indexes, so code written for lists keeps
 working; the statistics read the arrays (`steps`, `values`, `wall_times`)
