@@ -10,10 +10,11 @@ read). Records in the counter's fixed scalar layout (the bytes
 `tf.summary.scalar` writes) are decoded many at a time (`scalar_layout`);
 every other record is parsed with the `Event` proto of
 `tensorboard.compat.proto`, the general parser. Both land in the same
-columns (`scalar_table.ScalarTable`), never one object per scalar. TensorBoard's `EventFileLoader` is not used: it picks its reader
-through `tensorboard.compat.tf`, which imports the real TensorFlow when
-installed (seconds, and C++ start-up lines on stderr), and it drops read
-errors silently. What it costs: benchmarks/README.md ("report").
+columns (`scalar_table.ScalarTable`), never one object per scalar.
+TensorBoard's `EventFileLoader` is not used: it picks its reader through
+`tensorboard.compat.tf`, which imports the real TensorFlow when installed
+(seconds, and C++ start-up lines on stderr), and it drops read errors
+silently. What it costs: benchmarks/README.md ("report").
 """
 
 from __future__ import annotations
@@ -253,8 +254,7 @@ def _add_in_file_order(
         if tag not in number:
             number[tag] = len(names)
             names.append(tag)
-    empty_i = np.zeros(0, np.int64)
-    empty_f = np.zeros(0, np.float64)
+    # The parsed scalars as one more piece after the decoded ones' pieces.
     index = [*decoded.index, np.array([i for i, _, _ in slow], dtype=np.int64)]
     tag_ids = [*decoded.tag_ids,
                np.array([number[t] for _, t, _ in slow], dtype=np.int32)]
@@ -263,17 +263,12 @@ def _add_in_file_order(
               np.array([r.value for _, _, r in slow], dtype=np.float64)]
     walls = [*decoded.walls,
              np.array([r.wall_time for _, _, r in slow], dtype=np.float64)]
-    at = np.concatenate(index) if index else empty_i
+    at = np.concatenate(index)
     # Stable: a parsed record's several scalars keep their order.
     order = np.argsort(at, kind="stable")
     order = order[at[order] < records]
-    builder.add(
-        names,
-        np.concatenate(tag_ids)[order],
-        np.concatenate(steps)[order] if steps else empty_i,
-        np.concatenate(values)[order] if values else empty_f,
-        np.concatenate(walls)[order] if walls else empty_f,
-    )
+    columns = [np.concatenate(c)[order] for c in (tag_ids, steps, values, walls)]
+    builder.add(names, *columns)
 
 
 def _one_scalar(record: bytes) -> Optional[Tuple[str, int, float, float]]:

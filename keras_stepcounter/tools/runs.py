@@ -74,7 +74,10 @@ class Rerun:
 @dataclass
 class Run:
     """The scalars of one run, by tag, the event files they came from, and
-    the steps it ran again after restores (`reruns`)."""
+    the steps it ran again after restores (`reruns`).
+
+    Each tag's records are `ScalarColumns`: numpy columns that read as a
+    sequence of `ScalarRecord`s, in the order written."""
 
     name: str
     directory: str
@@ -234,7 +237,7 @@ def _stretches(
 def _steps_back(table: ScalarTable) -> Iterator[Tuple[int, int]]:
     """Each record (its index in `table`) of a tag that shows the order of
     training (`_counts_for_order`) whose step is below the highest such step
-    since the last one, with that highest step.
+    since the last record found (or the start), with that highest step.
 
     Searched a window at a time with numpy, the window growing while none
     is found: a run whose steps never go back is one pass.
@@ -243,17 +246,19 @@ def _steps_back(table: ScalarTable) -> Iterator[Tuple[int, int]]:
     if not len(table) or not ordered.any():
         return
     (where,) = np.nonzero(ordered[table.tag_ids])
+    if not len(where):
+        return
     steps = table.steps[where]
-    begin, highest, window = 0, None, _FIRST_WINDOW
+    begin, window = 0, _FIRST_WINDOW
+    highest = int(steps[0])  # The first record sets it: nothing is below it.
     while begin < len(steps):
         part = steps[begin:begin + window]
         running = np.maximum.accumulate(part)
-        before = np.concatenate([[part[0] if highest is None else highest], running[:-1]])
-        if highest is not None:
-            before = np.maximum(before, highest)
+        # The highest step before each record of the window.
+        before = np.maximum(np.concatenate([[highest], running[:-1]]), highest)
         (back,) = np.nonzero(part < before)
         if not len(back):
-            highest = int(running[-1]) if highest is None else max(highest, int(running[-1]))
+            highest = max(highest, int(running[-1]))
             begin += len(part)
             window *= 2
             continue
