@@ -17,7 +17,7 @@ import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.compat.tensorflow_stub import errors, pywrap_tensorflow
 
-from keras_stepcounter.tools import events, runs
+from keras_stepcounter.tools import events, report, runs, sections, throughput
 from keras_stepcounter.tools.record_frames import frame_records
 from keras_stepcounter.tools.scalar_columns import (
     ScalarColumns,
@@ -314,3 +314,38 @@ def test_a_files_span_is_its_recorder_tags_steps_and_times():
     assert span == runs._Span(2.0, 4.0, {"global_step/sec": (101, 201),
                                          "baseline_step": (1, 1)})
     assert runs._span(events.EventFileRead("f", table_of([("user/loss", 1)]))) is None
+
+
+def test_interval_starts_are_the_formula_the_columns_replaced():
+    """`measured_intervals`, now in place on columns, against the formula
+    it had on lists: the later of the previous record's step and the last
+    baseline below, the baseline alone where the step went back."""
+    rng = np.random.default_rng(5)
+    steps = np.cumsum(rng.integers(-40, 100, 300))
+    records = [ScalarRecord(int(s), 1.0, 0.0) for s in steps]
+    baselines = sorted(rng.choice(steps, 12, replace=False).tolist())
+    for given in (baselines, None, []):
+        starts = throughput.measured_intervals(records, given).starts
+        previous = np.concatenate([[np.nan], steps[:-1].astype(float)])
+        if given is None:
+            expected = previous
+        else:
+            below = [max([b for b in given if b < s], default=np.nan) for s in steps]
+            expected = np.where(previous >= steps, below, np.fmax(previous, below))
+        np.testing.assert_array_equal(starts, expected)
+
+
+def test_the_input_share_weighs_each_step_by_its_last_interval():
+    steps = np.array([10, 20, 20, 30])
+    secs = np.array([1.0, 2.0, 3.0, 4.0])
+    found = report._secs_at(steps, secs, np.array([20, 5, 30, 40, 10]))
+    np.testing.assert_array_equal(found, [3.0, np.nan, 4.0, np.nan, 1.0])
+
+
+def test_the_largest_step_time_is_the_first_of_equal_ones():
+    scalars = {"step_time/max": ScalarColumns.of([
+        ScalarRecord(10, 0.5, 0.0), ScalarRecord(20, math.inf, 0.0),
+        ScalarRecord(30, 0.9, 0.0), ScalarRecord(40, 0.9, 0.0)])}
+    summary = sections.summarize_step_time("r", scalars)
+    assert (summary.max, summary.max_step) == (0.9, 30)
+    assert (summary.first_step, summary.last_step, summary.records) == (10, 40, 4)
