@@ -41,7 +41,7 @@ from typing import Final, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from keras_stepcounter.tools.confidence import RatioEstimate, throughput_ratio
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord
 from keras_stepcounter.tools.results import Comparison
 from keras_stepcounter.tools.stats import median
 from keras_stepcounter.tools.tags import STALL_SECS_TAG, is_rate_tag, tag_order

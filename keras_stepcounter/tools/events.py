@@ -3,16 +3,18 @@
 Used by the report command and by the tests; both need the same answer to
 "what did the recorders write, at which steps".
 
-A file is read at once and its records framed and CRC-checked with numpy
-(`record_frames`: both CRCs of every record, like TensorFlow's reader; a
-truncated record told from a damaged one, nothing after either read).
-Records in the counter's fixed scalar layout (the bytes `tf.summary.scalar`
-writes) are decoded many at a time (`scalar_layout`); every other record is
-parsed with the `Event` proto of `tensorboard.compat.proto`, the general
-parser. TensorBoard's `EventFileLoader` is not used: it picks its reader
-through `tensorboard.compat.tf`, which imports the real TensorFlow when
-installed (seconds, and C++ start-up lines on stderr), and it drops read
-errors silently. What it costs: benchmarks/README.md ("report").
+A file is read a block at a time and its records framed and CRC-checked
+with numpy (`record_frames`: both CRCs of every record, like TensorFlow's
+reader; a truncated record told from a damaged one, nothing after either
+read). Records in the counter's fixed scalar layout (the bytes
+`tf.summary.scalar` writes) are decoded many at a time (`scalar_layout`);
+every other record is parsed with the `Event` proto of
+`tensorboard.compat.proto`, the general parser. Both land in the same
+columns (`scalar_table.ScalarTable`), never one object per scalar.
+TensorBoard's `EventFileLoader` is not used: it picks its reader through
+`tensorboard.compat.tf`, which imports the real TensorFlow when installed
+(seconds, and C++ start-up lines on stderr), and it drops read errors
+silently. What it costs: benchmarks/README.md ("report").
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ from __future__ import annotations
 import importlib
 import os
 import stat
+import struct
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Dict, Iterator, List, Optional, Tuple
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 import numpy as np
 from tensorboard.compat.proto import event_pb2, summary_pb2
 
-from keras_stepcounter.tools.record_frames import TRUNCATED, frame_records
+from keras_stepcounter.tools.record_frames import TRUNCATED, Frames, frame_records
+from keras_stepcounter.tools.scalar_columns import ScalarRecord
 from keras_stepcounter.tools.scalar_layout import Decoded, decode_scalars
+from keras_stepcounter.tools.scalar_table import ScalarTable, TableBuilder
 
 # Modules the stub's gfile imports, if installed, for s3:// and other remote
 # paths, which the report never reads (it lists directories with `os`):
@@ -65,33 +70,41 @@ if _in_command_line():
 
 from tensorboard.util import tensor_util  # noqa: E402
 
-# Records turned into Python objects at a time.
-_CHUNK = 1 << 16
+# Bytes read from a file at a time: the reader holds one block's bytes and
+# the columns of what it decoded, never the whole file (a million records
+# are 76 MB of bytes).
+_BLOCK = 1 << 21
+
+# Bytes of the smallest record holding a scalar: the 16 bytes around every
+# record and an `Event` of one summary value, with an empty tag, a
+# `simple_value` and no wall time (9). A record of several scalars can hold
+# more: the columns then grow.
+_SMALLEST_RECORD = 25
 
 # TensorBoard's rule for an event file name (io_wrapper.IsSummaryEventsFile).
 EVENT_FILE_MARK = "tfevents"
-
-
-@dataclass(frozen=True, slots=True)  # Slots: a million records fit in memory.
-class ScalarRecord:
-    step: int
-    value: float
-    wall_time: float
 
 
 @dataclass
 class EventFileRead:
     """What could be read from one event file.
 
-    `scalars` holds `(tag, record)` pairs in file order. `events_read` counts
+    `table` holds its scalars in file order, as columns (`ScalarTable`);
+    `scalars` gives them as `(tag, record)` pairs. `events_read` counts
     the records (events) read. `problem` is None when the whole file was
     read, else why it was not (read in part or not at all).
     """
 
     path: str
-    scalars: List[Tuple[str, ScalarRecord]] = field(default_factory=list)
+    table: ScalarTable = field(default_factory=ScalarTable)
     events_read: int = 0
     problem: Optional[str] = None
+
+    @property
+    def scalars(self) -> List[Tuple[str, ScalarRecord]]:
+        """`(tag, record)` pairs in file order (made on each call: for a few
+        records; the report reads `table`)."""
+        return list(self.table.pairs())
 
     def notice(self) -> str:
         """One line naming the file and what went wrong, for stderr."""
@@ -123,82 +136,139 @@ def read_scalars(run_dir: str) -> Dict[str, List[ScalarRecord]]:
     """
     scalars: Dict[str, List[ScalarRecord]] = {}
     for path in event_files(run_dir):
-        for tag, record in read_event_file(path).scalars:
+        for tag, record in read_event_file(path).table.pairs():
             scalars.setdefault(tag, []).append(record)
     return scalars
 
 
 def read_event_file(path: str) -> EventFileRead:
-    """Every scalar of the event file at `path`; never raises for a bad file."""
+    """Every scalar of the event file at `path`; never raises for a bad file.
+
+    The file is read a block (`_BLOCK` bytes) at a time: each block's whole
+    records are framed, CRC-checked and decoded, and a record cut by the
+    block's end is carried into the next. The first problem found (a
+    damaged or truncated record, or one that is not an `Event`) ends the
+    reading, as it would reading the file at once.
+    """
     read = EventFileRead(path)
     read.problem = _unreadable_reason(path)
     if read.problem is not None:
         return read
     try:
         with open(path, "rb") as file:
-            data = file.read()
+            # Room for a scalar per smallest record (`_SMALLEST_RECORD`).
+            builder = TableBuilder(os.fstat(file.fileno()).st_size // _SMALLEST_RECORD)
+            _read_blocks(file, read, builder)
     except OSError as error:
         read.problem = f"cannot read: {error.strerror or error}"
+        read.events_read = 0
         return read
-    frames = frame_records(data)
-    read.events_read = len(frames.starts)
-    if frames.problem is not None:
-        read.problem = _data_loss_text(frames.problem)
+    read.table = builder.table()
+    return read
+
+
+def _read_blocks(file: BinaryIO, read: EventFileRead, builder: TableBuilder) -> None:
+    """Reads `file` to its end or its first problem, into `builder`;
+    `read.events_read` and `read.problem` say how far it got."""
+    carry = b""
+    want = _BLOCK
+    while True:
+        block = file.read(want)
+        final = len(block) < want  # A regular file reads short only at its end.
+        data = carry + block if carry else block
+        del carry, block  # One copy of the bytes at a time.
+        frames = frame_records(data)
+        whole = frames.problem != TRUNCATED or final
+        if not _decode_block(data, frames, read, builder):
+            return  # A record that is not an Event: nothing after it read.
+        read.events_read += len(frames.starts)
+        if frames.problem is not None and whole:
+            read.problem = _data_loss_text(frames.problem)
+            return
+        if final:
+            return
+        consumed = _end_of(frames)
+        carry = data[consumed:]
+        want = max(_BLOCK, _still_needed(carry))
+
+
+def _end_of(frames: Frames) -> int:
+    """The offset just past the last whole record framed."""
+    if not len(frames.starts):
+        return 0
+    return int(frames.starts[-1]) + int(frames.lengths[-1]) + 4
+
+
+def _still_needed(carry: bytes) -> int:
+    """The bytes to read for the record begun in `carry` to be whole (its
+    length field's CRC already checked), so that a long record is read in
+    one go, not copied block after block."""
+    if len(carry) < 12:  # The length's CRC not checked yet: not trusted.
+        return 0
+    (length,) = struct.unpack_from("<Q", carry)
+    return 16 + int(length) - len(carry)
+
+
+def _decode_block(
+    data: bytes, frames: Frames, read: EventFileRead, builder: TableBuilder
+) -> bool:
+    """Decodes the framed records of one block into `builder`; False (and
+    `read` says why) where one is not an `Event`: those before it are kept."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     decoded = decode_scalars(buffer, frames.starts, frames.lengths, _one_scalar)
-    scalars: Dict[int, List[Tuple[str, ScalarRecord]]] = {}
+    parsed: Dict[int, List[Tuple[str, ScalarRecord]]] = {}
+    records = len(frames.starts)
     others = np.sort(np.concatenate(decoded.others)) if decoded.others else None
     for index in [] if others is None else others.tolist():
         start, length = int(frames.starts[index]), int(frames.lengths[index])
         try:
             event = event_pb2.Event.FromString(data[start:start + length])
         except DecodeError:
-            read.problem = f"record {index + 1} is not an Event (damaged)"
-            read.events_read = index
-            break
-        scalars[index] = list(_scalars_of(event))
-    del buffer, data  # The file's bytes are no longer needed: free them first.
-    read.scalars = _in_file_order(decoded, scalars, read.events_read)
-    return read
-
-
-def _in_file_order(
-    decoded: Decoded, parsed: Dict[int, List[Tuple[str, ScalarRecord]]], records: int
-) -> List[Tuple[str, ScalarRecord]]:
-    """The decoded and the parsed scalars of the first `records` records,
-    in file order."""
-    if decoded.index:
-        index = np.concatenate(decoded.index)
-        order = np.argsort(index, kind="stable")
-        index = index[order]
-        keep = index < records
-        order, index = order[keep], index[keep]
-        columns = [np.concatenate(c)[order] for c in (
-            decoded.tag_ids, decoded.steps, decoded.values, decoded.walls)]
-        names = decoded.tags
-        fast: List[Tuple[str, ScalarRecord]] = []
-        # A chunk at a time: Python numbers for all columns at once would
-        # hold four lists of a million objects beside the records.
-        for begin in range(0, len(order), _CHUNK):
-            part = [c[begin:begin + _CHUNK].tolist() for c in columns]
-            fast.extend(
-                (names[t], ScalarRecord(s, v, w)) for t, s, v, w in zip(*part)
+            read.problem = (
+                f"record {read.events_read + index + 1} is not an Event (damaged)"
             )
-        positions = index.tolist()
-    else:
-        fast, positions = [], []
-    if not parsed:
-        return fast
-    merged: List[Tuple[str, ScalarRecord]] = []
-    slow = sorted((i, found) for i, found in parsed.items() if i < records)
-    at = 0
-    for i, found in slow:
-        while at < len(positions) and positions[at] < i:
-            merged.append(fast[at])
-            at += 1
-        merged.extend(found)
-    merged.extend(fast[at:])
-    return merged
+            records = index
+            break
+        parsed[index] = list(_scalars_of(event))
+    del buffer
+    _add_in_file_order(builder, decoded, parsed, records)
+    if records < len(frames.starts):
+        read.events_read += records
+        return False
+    return True
+
+
+def _add_in_file_order(
+    builder: TableBuilder,
+    decoded: Decoded,
+    parsed: Dict[int, List[Tuple[str, ScalarRecord]]],
+    records: int,
+) -> None:
+    """Adds the decoded and the parsed scalars of a block's first `records`
+    records to `builder`, in file order."""
+    names = list(decoded.tags)
+    number = {tag: i for i, tag in enumerate(names)}
+    slow = [(i, tag, r) for i, found in sorted(parsed.items()) if i < records
+            for tag, r in found]
+    for _, tag, _ in slow:
+        if tag not in number:
+            number[tag] = len(names)
+            names.append(tag)
+    # The parsed scalars as one more piece after the decoded ones' pieces.
+    index = [*decoded.index, np.array([i for i, _, _ in slow], dtype=np.int64)]
+    tag_ids = [*decoded.tag_ids,
+               np.array([number[t] for _, t, _ in slow], dtype=np.int32)]
+    steps = [*decoded.steps, np.array([r.step for _, _, r in slow], dtype=np.int64)]
+    values = [*decoded.values,
+              np.array([r.value for _, _, r in slow], dtype=np.float64)]
+    walls = [*decoded.walls,
+             np.array([r.wall_time for _, _, r in slow], dtype=np.float64)]
+    at = np.concatenate(index)
+    # Stable: a parsed record's several scalars keep their order.
+    order = np.argsort(at, kind="stable")
+    order = order[at[order] < records]
+    columns = [np.concatenate(c)[order] for c in (tag_ids, steps, values, walls)]
+    builder.add(names, *columns)
 
 
 def _one_scalar(record: bytes) -> Optional[Tuple[str, int, float, float]]:

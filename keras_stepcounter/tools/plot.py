@@ -28,8 +28,10 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Sequence
 
+import numpy as np
+
 from keras_stepcounter.core.tags import DEFAULT_TAG, EXAMPLES_TAG
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord, columns_of
 from keras_stepcounter.tools.results import ReportData
 from keras_stepcounter.tools.stats import LOW_FRACTION
 from keras_stepcounter.tools.tags import STEP_TIME_PREFIX, is_rate_tag
@@ -119,8 +121,9 @@ def rate_figure(report: ReportData, title: str = "") -> Any:
 
 
 def _points(records: Sequence[ScalarRecord]) -> tuple[List[int], List[float]]:
-    kept = [r for r in records if math.isfinite(r.value)]
-    return [r.step for r in kept], [r.value for r in kept]
+    columns = columns_of(records)
+    kept = np.isfinite(columns.values)
+    return columns.steps[kept].tolist(), columns.values[kept].tolist()
 
 
 def _draw_rates(axes: Any, report: ReportData) -> Dict[str, Any]:

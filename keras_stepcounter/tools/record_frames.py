@@ -28,7 +28,7 @@ import numpy as np
 _CASTAGNOLI: Final = 0x82F63B78
 _MASK_DELTA: Final = 0xA282EAD8
 # Records checked at once: bounds the memory a CRC pass holds.
-_CHUNK: Final = 1 << 16
+_CHUNK: Final = 1 << 14
 
 TRUNCATED: Final = "truncated"
 DAMAGED: Final = "damaged"

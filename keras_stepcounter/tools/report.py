@@ -43,7 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Dict, List, Optional, Sequence, TextIO
 
@@ -51,7 +50,7 @@ import numpy as np
 
 from keras_stepcounter.tools import formatting, sections
 from keras_stepcounter.tools.compare import compare_runs
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord, columns_of
 from keras_stepcounter.tools.results import (
     Comparison,
     InputShare,
@@ -120,22 +119,22 @@ def summarize_tag(
 
     `baselines`: the run's `baseline_step` steps, None where it has none.
     """
-    values = [r.value for r in records]
-    steps = [r.step for r in records]
-    p10, median, p90, minimum = percentiles(values, [10, 50, 90, 0])
+    found = columns_of(records)
+    p10, median, p90, minimum = percentiles(found.values, [10, 50, 90, 0])
     threshold = low = rate = None
     if is_rate_tag(tag):
-        intervals = measured_intervals(records, baselines)
+        intervals = measured_intervals(found, baselines)
         rate = throughput(intervals)
         if median is not None:
             threshold = LOW_FRACTION * median
             low = low_records(intervals, threshold)
+    bad = ~np.isfinite(found.values)
     return TagSummary(
         run=run,
         tag=tag,
-        records=len(records),
-        first_step=min(steps),
-        last_step=max(steps),
+        records=len(found),
+        first_step=int(found.steps.min()),
+        last_step=int(found.steps.max()),
         throughput=rate,
         median=median,
         p10=p10,
@@ -144,7 +143,8 @@ def summarize_tag(
         low_threshold=threshold,
         low_records=low,
         non_finite=[
-            NonFinite(r.step, r.value) for r in records if not math.isfinite(r.value)
+            NonFinite(step, value) for step, value in zip(
+                found.steps[bad].tolist(), found.values[bad].tolist())
         ],
     )
 
@@ -180,23 +180,39 @@ def input_share(run: Run) -> Optional[InputShare]:
     `global_step/sec`, else the first rate tag); records without one count
     with equal weight where none has one.
     """
-    fracs = [r for r in run.scalars.get(INPUT_FRAC_TAG, []) if math.isfinite(r.value)]
-    if not fracs:
+    recorded = columns_of(run.scalars.get(INPUT_FRAC_TAG, []))
+    kept = np.isfinite(recorded.values)
+    fracs, frac_steps = recorded.values[kept], recorded.steps[kept]
+    if not len(fracs):
         return None
     rate_tags = sorted((t for t in run.scalars if is_rate_tag(t)), key=tag_order)
-    secs: Dict[int, float] = {}
     if rate_tags:
         intervals = measured_intervals(
             run.scalars[rate_tags[0]], baseline_steps(run.scalars)
         )
         counted = intervals.select(intervals.counted)
-        secs = dict(zip(counted.steps_at.tolist(), counted.secs.tolist()))
-    weighted = [(r.value, secs[r.step]) for r in fracs if r.step in secs]
-    if weighted:
-        total = sum(w for _, w in weighted)
-        share = sum(v * w for v, w in weighted) / total
-        return InputShare(run.name, share, len(weighted))
-    return InputShare(run.name, sum(r.value for r in fracs) / len(fracs), len(fracs))
+        weights = _secs_at(counted.steps_at, counted.secs, frac_steps)
+        weighted = ~np.isnan(weights)
+        if weighted.any():
+            # Python's sums, in record order: the same digits as ever.
+            products = (fracs[weighted] * weights[weighted]).tolist()
+            share = sum(products) / sum(weights[weighted].tolist())
+            return InputShare(run.name, share, int(weighted.sum()))
+    return InputShare(run.name, sum(fracs.tolist()) / len(fracs), len(fracs))
+
+
+def _secs_at(steps: np.ndarray, secs: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The seconds of the interval ending at each of `wanted` (the last one
+    of a step that repeats, as a dict keeps it); NaN where none."""
+    last = len(steps) - 1 - np.unique(steps[::-1], return_index=True)[1]
+    keys, values = steps[last], secs[last]  # Sorted by step, unique.
+    at = np.searchsorted(keys, wanted)
+    found = np.full(len(wanted), np.nan)
+    inside = at < len(keys)
+    hit = inside.copy()
+    hit[inside] = keys[at[inside]] == wanted[inside]
+    found[hit] = values[at[hit]]
+    return found
 
 
 def _fallback_notices(runs: Sequence[Run]) -> List[str]:

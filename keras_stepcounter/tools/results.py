@@ -7,9 +7,9 @@ Nothing here computes; `report`, `compare` and `slowdown` fill these in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord
 from keras_stepcounter.tools.runs import Run
 from keras_stepcounter.tools.sections import Sections
 
@@ -148,7 +148,7 @@ class ReportData:
     """
 
     logdir: str
-    runs: Dict[str, Dict[str, List[ScalarRecord]]]
+    runs: Mapping[str, Mapping[str, Sequence[ScalarRecord]]]
     summaries: List[TagSummary]
     sections: Sections
     sources: Dict[str, Run]

@@ -43,13 +43,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
+
 from keras_stepcounter.tools.events import (
     EVENT_FILE_MARK,
     EventFileRead,
-    ScalarRecord,
     is_event_file_name,
     read_event_file,
 )
+from keras_stepcounter.tools.scalar_columns import ScalarColumns
+from keras_stepcounter.tools.scalar_table import ScalarTable, concatenate
 from keras_stepcounter.tools.tags import (
     BASELINE_STEP_TAG,
     RERUN_STEPS_TAG,
@@ -71,12 +74,15 @@ class Rerun:
 @dataclass
 class Run:
     """The scalars of one run, by tag, the event files they came from, and
-    the steps it ran again after restores (`reruns`)."""
+    the steps it ran again after restores (`reruns`).
+
+    Each tag's records are `ScalarColumns`: numpy columns that read as a
+    sequence of `ScalarRecord`s, in the order written."""
 
     name: str
     directory: str
     files: List[str] = field(default_factory=list)
-    scalars: Dict[str, List[ScalarRecord]] = field(default_factory=dict)
+    scalars: Dict[str, ScalarColumns] = field(default_factory=dict)
     reruns: List[Rerun] = field(default_factory=list)
 
 
@@ -195,30 +201,82 @@ def _stretches(
 
     Each cut is described in `restarts`. The runs are not named yet.
     """
-    stretches: List[Run] = [Run("", directory)]
-    highest: Optional[int] = None
-    first_baseline: Optional[int] = None
-    for path, tag, record in _in_time_order(reads):
-        if tag == BASELINE_STEP_TAG and first_baseline is None:
-            first_baseline = record.step
-        if _counts_for_order(tag):
-            if highest is not None and record.step < highest:
-                if _resumes(tag, record.step, first_baseline):
-                    stretches[-1].reruns.append(Rerun(record.step, highest))
-                else:
-                    restarts.append(
-                        f"step {record.step} of {tag} in {os.path.basename(path)} "
-                        f"after step {highest}"
-                    )
-                    stretches.append(Run("", directory))
-                    first_baseline = record.step if tag == BASELINE_STEP_TAG else None
-                highest = None
-            highest = record.step if highest is None else max(highest, record.step)
-        run = stretches[-1]
-        run.scalars.setdefault(tag, []).append(record)
-        if path not in run.files:
-            run.files.append(path)
+    table, source = _in_time_order(reads)
+    paths = [read.path for read in reads]
+    cuts: List[int] = [0]
+    reruns: List[List[Rerun]] = [[]]
+    baseline = table.tag_id(BASELINE_STEP_TAG)
+    baselines = np.nonzero(table.tag_ids == baseline)[0] if baseline >= 0 else None
+    for at, highest in _steps_back(table):
+        tag, step = table.tags[int(table.tag_ids[at])], int(table.steps[at])
+        first_baseline = None
+        if baselines is not None:
+            # The run's first baseline so far: at or after its start.
+            found = int(np.searchsorted(baselines, cuts[-1], side="left"))
+            if found < len(baselines) and baselines[found] <= at:
+                first_baseline = int(table.steps[baselines[found]])
+        if _resumes(tag, step, first_baseline):
+            reruns[-1].append(Rerun(step, highest))
+            continue
+        restarts.append(
+            f"step {step} of {tag} in {os.path.basename(paths[int(source[at])])} "
+            f"after step {highest}"
+        )
+        cuts.append(at)
+        reruns.append([])
+    ends = cuts[1:] + [len(table)]
+    stretches = []
+    for begin, end, stretch_reruns in zip(cuts, ends, reruns):
+        files = _in_order_of_first(source[begin:end])
+        run = Run("", directory, [paths[i] for i in files],
+                  table.select(slice(begin, end)).by_tag(), stretch_reruns)
+        stretches.append(run)
     return stretches
+
+
+def _steps_back(table: ScalarTable) -> Iterator[Tuple[int, int]]:
+    """Each record (its index in `table`) of a tag that shows the order of
+    training (`_counts_for_order`) whose step is below the highest such step
+    since the last record found (or the start), with that highest step.
+
+    Searched a window at a time with numpy, the window growing while none
+    is found: a run whose steps never go back is one pass.
+    """
+    ordered = np.array([_counts_for_order(t) for t in table.tags], dtype=bool)
+    if not len(table) or not ordered.any():
+        return
+    (where,) = np.nonzero(ordered[table.tag_ids])
+    if not len(where):
+        return
+    steps = table.steps[where]
+    begin, window = 0, _FIRST_WINDOW
+    highest = int(steps[0])  # The first record sets it: nothing is below it.
+    while begin < len(steps):
+        part = steps[begin:begin + window]
+        running = np.maximum.accumulate(part)
+        # The highest step before each record of the window.
+        before = np.maximum(np.concatenate([[highest], running[:-1]]), highest)
+        (back,) = np.nonzero(part < before)
+        if not len(back):
+            highest = max(highest, int(running[-1]))
+            begin += len(part)
+            window *= 2
+            continue
+        k = int(back[0])
+        yield int(where[begin + k]), int(before[k])
+        highest = int(part[k])
+        begin += k + 1
+        window = _FIRST_WINDOW
+
+
+# Records searched at first for a step going back.
+_FIRST_WINDOW = 4096
+
+
+def _in_order_of_first(source: np.ndarray) -> List[int]:
+    """The distinct values of `source`, in the order they first appear."""
+    present, first = np.unique(source, return_index=True)
+    return [int(v) for v in present[np.argsort(first)]]
 
 
 def _resumes(tag: str, step: int, first_baseline: Optional[int]) -> bool:
@@ -239,7 +297,7 @@ def _resumes(tag: str, step: int, first_baseline: Optional[int]) -> bool:
 
 
 def _first_time(run: Run) -> float:
-    return min(r.wall_time for records in run.scalars.values() for r in records)
+    return min(float(np.min(c.wall_times)) for c in run.scalars.values() if len(c))
 
 
 def _name_by_first_file(name: str, runs: Sequence[Run]) -> None:
@@ -264,18 +322,27 @@ class _Span:
 
 
 def _span(read: EventFileRead) -> Optional[_Span]:
-    by_tag: Dict[str, List[ScalarRecord]] = {}
-    for tag, record in read.scalars:
-        if _counts_for_order(tag):
-            by_tag.setdefault(tag, []).append(record)
-    if not by_tag:
+    # Reductions with `where=`: no copy of a million records' columns.
+    table = read.table
+    ordered = np.array([_counts_for_order(t) for t in table.tags], dtype=bool)
+    kept = ordered[table.tag_ids] if len(table) else np.zeros(0, dtype=bool)
+    if not kept.any():
         return None
-    steps = {
-        tag: (min(r.step for r in records), max(r.step for r in records))
-        for tag, records in by_tag.items()
-    }
-    times = [r.wall_time for records in by_tag.values() for r in records]
-    return _Span(min(times), max(times), steps)
+    steps = {}
+    for number in np.nonzero(ordered)[0].tolist():
+        mine = table.tag_ids == number
+        if mine.any():
+            steps[table.tags[number]] = (
+                int(np.min(table.steps, where=mine, initial=_MAX_STEP)),
+                int(np.max(table.steps, where=mine, initial=_MIN_STEP)),
+            )
+    times = table.wall_times
+    return _Span(float(np.min(times, where=kept, initial=np.inf)),
+                 float(np.max(times, where=kept, initial=-np.inf)), steps)
+
+
+_MAX_STEP = np.iinfo(np.int64).max
+_MIN_STEP = np.iinfo(np.int64).min
 
 
 def _overlap(a: _Span, b: _Span) -> Optional[str]:
@@ -328,21 +395,30 @@ def _writers(
     return files, first_overlap
 
 
-def _in_time_order(
-    reads: Sequence[EventFileRead],
-) -> Iterator[Tuple[str, str, ScalarRecord]]:
-    """(path, tag, record) of all files, merged by wall time, each file in order.
+def _in_time_order(reads: Sequence[EventFileRead]) -> Tuple[ScalarTable, np.ndarray]:
+    """The scalars of all files merged by wall time, each file in order
+    (`heapq.merge`'s order: at equal times, the earlier file first); and
+    the file (index in `reads`) each came from.
 
     Files written at the same time with different tags interleave as
     written; files written one after the other follow each other.
     """
     if len(reads) == 1:  # Nothing to merge: the file's own order.
-        path = reads[0].path
-        return ((path, tag, record) for tag, record in reads[0].scalars)
-    streams = [
-        [(read.path, tag, record) for tag, record in read.scalars] for read in reads
-    ]
-    return heapq.merge(*streams, key=lambda item: item[2].wall_time)
+        table = reads[0].table
+        return table, np.zeros(len(table), dtype=np.int64)
+    table, source = concatenate([read.table for read in reads])
+    walls = table.wall_times
+    if all(bool(np.all(np.diff(read.table.wall_times) >= 0)) for read in reads):
+        # Each file in time order: merging is a stable sort by time.
+        order = np.argsort(walls, kind="stable")
+    else:  # Times going back (or NaN) within a file: merge as heapq does.
+        bounds = np.concatenate([[0], np.cumsum([len(r.table) for r in reads])])
+        times = walls.tolist()
+        order = np.fromiter(heapq.merge(
+            *(range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])),
+            key=times.__getitem__,
+        ), dtype=np.int64, count=len(walls))
+    return table.select(order), source[order]
 
 
 @functools.lru_cache(maxsize=4096)  # Asked once a record: a tag's answer is kept.

@@ -27,7 +27,7 @@ import numpy as np
 
 # Templates tried per record length at most (one per tag of that length).
 _MAX_TEMPLATES: Final = 64
-_CHUNK: Final = 1 << 16
+_CHUNK: Final = 1 << 14
 
 
 @dataclass(frozen=True)

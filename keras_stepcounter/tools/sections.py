@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from keras_stepcounter.tools.events import ScalarRecord
+import numpy as np
+
+from keras_stepcounter.tools.scalar_columns import ScalarRecord, columns_of
 from keras_stepcounter.tools.runs import Run
 from keras_stepcounter.tools.stats import finite, median, percentiles
 from keras_stepcounter.core.tags import (
@@ -145,22 +147,26 @@ def summarize_step_time(
     run: str, scalars: Mapping[str, Sequence[ScalarRecord]]
 ) -> Optional[StepTimeSummary]:
     """The run's step times, or None where no `step_time/*` is recorded."""
+    # Columns, not records: a long run holds a million of each statistic.
     stat_records = {
-        stat: scalars.get(STEP_TIME_PREFIX + stat, []) for stat in STEP_TIME_STATS
+        stat: columns_of(scalars.get(STEP_TIME_PREFIX + stat, []))
+        for stat in STEP_TIME_STATS
     }
-    recorded = [r for records in stat_records.values() for r in records]
+    recorded = [c.steps for c in stat_records.values() if len(c)]
     if not recorded:
         return None
-    largest = [r for r in stat_records["max"] if math.isfinite(r.value)]
-    top = max(largest, key=lambda r: r.value) if largest else None
+    largest = stat_records["max"]
+    (kept,) = np.nonzero(np.isfinite(largest.values))
+    # The first record of the largest value, as `max` picks it.
+    top = largest[int(kept[np.argmax(largest.values[kept])])] if len(kept) else None
     return StepTimeSummary(
         run=run,
         records=max(len(records) for records in stat_records.values()),
-        first_step=min(r.step for r in recorded),
-        last_step=max(r.step for r in recorded),
-        p50=median([r.value for r in stat_records["p50"]]),
-        p90=median([r.value for r in stat_records["p90"]]),
-        p99=median([r.value for r in stat_records["p99"]]),
+        first_step=min(int(steps.min()) for steps in recorded),
+        last_step=max(int(steps.max()) for steps in recorded),
+        p50=median(stat_records["p50"].values),
+        p90=median(stat_records["p90"].values),
+        p99=median(stat_records["p99"].values),
         max=top.value if top else None,
         max_step=top.step if top else None,
     )
@@ -216,7 +222,7 @@ def summarize_time_fracs(
     """One summary per `time_frac/<name>` of the run, by name."""
     summaries = []
     for tag in sorted(t for t in scalars if t.startswith(TIME_FRAC_PREFIX)):
-        values = [r.value for r in scalars[tag]]
+        values = columns_of(scalars[tag]).values
         middle, p90 = percentiles(values, [50, 90])
         summaries.append(
             TimeFracSummary(run, tag[len(TIME_FRAC_PREFIX):], len(values), middle, p90)

@@ -50,7 +50,7 @@ import numpy as np
 
 from keras_stepcounter.tools.compare import after_warm_up
 from keras_stepcounter.tools.confidence import conservative_phi
-from keras_stepcounter.tools.events import ScalarRecord
+from keras_stepcounter.tools.scalar_columns import ScalarRecord
 from keras_stepcounter.tools.levels import best_three_levels
 from keras_stepcounter.tools.results import Slowdown
 from keras_stepcounter.tools.tags import is_rate_tag, tag_order
@@ -66,6 +66,8 @@ CLIP: Final = 5.0
 _WINDOW: Final = 5
 # Above this many records, a coarse grid of this many points comes first.
 _FULL_SEARCH: Final = 160
+# Running medians computed at a time (`clipped`).
+_MEDIAN_ROWS: Final = 1 << 16
 
 
 def find_slowdowns(
@@ -141,12 +143,22 @@ def clipped(logs: np.ndarray) -> np.ndarray:
     half = _WINDOW // 2
     padded = np.concatenate([np.full(half, logs[0]), logs, np.full(half, logs[-1])])
     windows = np.lib.stride_tricks.sliding_window_view(padded, _WINDOW)
-    local = np.median(windows, axis=1)
+    # A block of windows at a time, and in place after: the median copies
+    # what it sorts (all windows at once: five copies of a million records).
+    local = np.empty_like(logs)
+    for begin in range(0, len(windows), _MEDIAN_ROWS):
+        local[begin:begin + _MEDIAN_ROWS] = np.median(
+            windows[begin:begin + _MEDIAN_ROWS], axis=1)
+    del windows, padded
     away = logs - local
-    spread = 1.4826 * float(np.median(np.abs(away)))
+    np.abs(away, out=away)
+    spread = 1.4826 * float(np.median(away, overwrite_input=True))
+    del away
     if spread == 0:
         return logs
-    return np.clip(logs, local - CLIP * spread, local + CLIP * spread)
+    low = local - CLIP * spread
+    high = np.add(local, CLIP * spread, out=local)
+    return np.clip(logs, low, high)
 
 
 def noise_around(logs: np.ndarray, fitted: np.ndarray) -> np.ndarray:
