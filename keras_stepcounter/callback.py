@@ -150,12 +150,12 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
             next batch: `time_frac/input` at each record whose interval
             was measured (the share of its training time), and with
             `goodput`, the ledger's `goodput/input_secs` apart from
-            `step_secs`. Every wait is measured on JAX; on TensorFlow and
+            `step_secs`. Every wait is measured on JAX and PyTorch; on TensorFlow and
             tf_keras short profiler windows sample it (the first early in
             each fit, then as often as costs 0.3% of the fit by its estimate;
             `keras_stepcounter.input_wait`). A wait of at least the stall
             threshold is a stall, not input. Where it cannot be measured
-            (the torch backend, Keras before 3.7 on JAX) it warns once and
+            (Keras before 3.7 on JAX) it warns once and
             writes nothing. A custom loop times its input with
             `timed_iter` instead.
 
@@ -268,7 +268,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
         self._begin_run(self._step_source or iterations_reader(self.model))
         if self._input_meter is not None and self._writes:
-            self._input_meter.attach(self.model)
+            self._input_meter.attach(self.model, self)
 
     def on_epoch_begin(self, epoch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         pass  # Steps start at the epoch's first batch (on_train_batch_begin).
