@@ -33,12 +33,12 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   all along).
 
 What it measures is time the training thread spent blocked on its next
-batch. An input whose own threads run beside the step (`tf.data`'s, a
-`PyDataset`'s workers, `tf.py_function`) also slows the step's own work
-where cores are few, and training would save that too if the input were
-free: the share is then below `1 - c / s` (`c` the step on in-memory
-arrays, `s` the step with this input). benchmarks/README.md measures the
-two side by side.
+batch: a lower bound of what a free input would save, `1 - c / s` (`c`
+the step on in-memory arrays run back to back, `s` the step with this
+input), since a step that has just waited also computes slower (thread
+pools parked, caches cooled, the cores lent to other work). With a batch
+every 5 ms on a ~1 ms step the share read 0.06-0.15 below `1 - c / s`
+and within 0.07 of the time waited (benchmarks/README.md).
 
 Where none of these works (Keras 3.5 and 3.6 on JAX, which fetch the batch
 in the epoch loop; a step with no `IteratorGetNext` op in its profile,

@@ -163,14 +163,48 @@ def make_model(hidden: int) -> Any:
     return model
 
 
+class IdleAtBatchBegin(keras.callbacks.Callback):
+    """Sleeps `sleep` seconds at each batch's begin: the training thread
+    idles as long as a slow input makes it wait, with no input at all."""
+
+    def __init__(self, sleep: float) -> None:
+        super().__init__()
+        self.sleep = sleep
+        self.slept: List[float] = []
+        self.batch_ends: List[float] = []
+
+    def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+        began = time.perf_counter()
+        time.sleep(self.sleep)
+        self.slept.append(time.perf_counter() - began)
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.batch_ends.append(time.perf_counter())
+
+
+def idle_step_secs(model: Any, kwargs: Dict[str, Any], sleep: float) -> Optional[float]:
+    """A step's own time on in-memory arrays when the training thread idles
+    `sleep` seconds before each step: the mean step less the mean sleep,
+    after the fit's first quarter. Longer than the step run back to back
+    (thread pools park, caches cool, other jobs take the cores), and a
+    slow input's step pays it as well, waiting or not."""
+    idle = IdleAtBatchBegin(sleep)
+    model.fit(**kwargs, epochs=1, verbose=0, callbacks=[idle])
+    quarter = len(idle.batch_ends) // 4
+    step = _mean_step(idle.batch_ends[quarter:])
+    slept = idle.slept[quarter + 1:]
+    return step - sum(slept) / len(slept) if step is not None and slept else None
+
+
 def fit_once(model: Any, kwargs: Dict[str, Any], meter: InputWaitMeter) -> Dict[str, Any]:
     """One fit with the meter attached; the meter's share and the step
     times over the same span (like with like).
 
-    The compared span is what the meter measured, past the fit's start:
-    on TensorFlow its profiler window(s); on JAX, where every batch is
-    measured, the fit from its first quarter's end (the start holds the
-    iterator's creation and the first calls, which no truth below sees).
+    The compared span is what the meter measured: on TensorFlow its
+    profiler window(s) (the first from call 10, past tracing); on JAX and
+    PyTorch, where every batch is measured, the fit from its first
+    quarter's end (the start holds the iterator's creation and the first
+    calls, which no truth below sees).
     `step_secs` is the mean step time (span over its steps, not a median: two workers deliver batches in pairs, one long wait
     and one short) and `calm_step_secs` the mean step time outside the
     span's windows, after the fit's first quarter (unprofiled: the step
@@ -183,7 +217,7 @@ def fit_once(model: Any, kwargs: Dict[str, Any], meter: InputWaitMeter) -> Dict[
     ends = callback.batch_ends
     whole = meter.waits_between(callback.began, callback.ended)
     steady = ends[len(ends) // 4] if ends else callback.began
-    spans = [span for span in (whole.measured if whole else ()) if span[1] > steady]
+    spans = list(whole.measured) if whole else []  # TensorFlow: the windows.
     if (ON_JAX or ON_TORCH) and ends:  # Every batch measured.
         spans = [(steady, ends[-1])]
     compared = [meter.waits_between(a, b) for a, b in spans]
@@ -334,24 +368,36 @@ def main() -> None:
     if "numpy" not in names:
         names = ["numpy"] + names
     computes: Dict[str, Optional[float]] = {}
+    idles: Dict[str, Optional[float]] = {}
     for name in names:
         meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
         fit_once(model, inputs[name](), meter)  # Warm-up: tracing, thread pools.
+        # What a step costs when it never waits (on arrays, unprofiled),
+        # back to back and after idling as long as the slow inputs make it
+        # wait, measured just before: the shared machine's load drifts.
+        idles[name] = idle_step_secs(model, inputs["numpy"](), args.sleep)
         if name != "numpy":
-            # What a step costs when it never waits (on arrays, unprofiled),
-            # measured just before: the shared machine's load drifts.
             meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
             computes[name] = fit_once(model, inputs["numpy"](), meter)["calm_step_secs"]
         meter = InputWaitMeter(time.perf_counter, window_calls=args.window_calls)
         results[name] = fit_once(model, inputs[name](), meter)
     computes["numpy"] = reference = results["numpy"]["calm_step_secs"]
     for name in names:
-        # Load from other jobs only ever slows a step: the faster of the
-        # two reference fits is the nearer to a step's own cost.
+        # Load from other jobs only ever slows a step: the faster of two
+        # reference fits is the nearer to a step's own cost.
         computes[name] = min(filter(None, (computes[name], reference)), default=None)
+        idles[name] = min(filter(None, (idles[name], idles["numpy"])), default=None)
     for name in names:
         step, compute, share = results[name]["step_secs"], computes[name], results[name]["share"]
         results[name]["compute_secs"] = compute
+        idle = idles[name]
+        results[name]["idle_compute_secs"] = idle
+        # The wait's truth: the step's time less what the step costs after
+        # idling as long (for the slow inputs; the in-memory ones do not idle).
+        slow = name not in IN_MEMORY
+        results[name]["wait_truth"] = (
+            max(0.0, 1.0 - idle / step) if slow and step and idle else None
+        )
         # The step's own work (its time less its wait), to set against
         # `compute`: where it is longer, the input slowed the step itself.
         results[name]["own_secs"] = step * (1 - share) if step and share is not None else None

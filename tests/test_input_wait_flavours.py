@@ -74,15 +74,10 @@ def test_a_slow_inputs_share_is_within_twice_the_truth(flavour, input_kind):
     share = result["share"]
     assert min(truths) > 0.5  # a batch every 5 ms on a ~1 ms step
     assert share <= 1.0
-    if input_kind == "PyDataset(workers=2)":
-        # Two threads slow the step itself most on two shared cores (JAX:
-        # 0.34-0.47 against 1 - c/s 0.56-0.81 in the benchmark), so 1 - c/s
-        # overstates the truth: the share is only held well above the
-        # in-memory one.
-        assert share >= max(0.2, 4 * results["numpy"]["share"]), (truths, share)
-    else:
-        assert min(truths) / 2 <= share, (truths, share)
-        assert share >= 0.4  # "about 0.8", with a 2x margin
+    # Two workers too, now that step times are means over the meter's own
+    # span (their batches come in pairs: a median step was the short one).
+    assert min(truths) / 2 <= share, (truths, share)
+    assert share >= 0.4  # "about 0.8", with a 2x margin
 
 
 @pytest.mark.parametrize("input_kind", IN_MEMORY_INPUTS)
