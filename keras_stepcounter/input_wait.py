@@ -15,7 +15,8 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   every fetch but each epoch's first (which comes before the epoch's
   steps), and with it the batch-end hooks of the callbacks listed after
   the counter and the batch-begin hooks of those before it (Keras's
-  progress bar, at `verbose=1`: tens of µs). Nothing is sampled.
+  progress bar, at `verbose=1`: about 5 µs a batch, measured). Nothing is
+  sampled.
 * Keras 3 on TensorFlow, and tf_keras: the wait is an op inside the
   compiled function, so the meter samples. It runs TensorFlow's profiler
   (`tf.profiler.experimental.start`/`stop`, into a temporary directory) for
@@ -430,7 +431,10 @@ class InputWaitMeter:
                 this callback's `on_train_batch_end` to its next
                 `on_train_batch_begin` (it wraps those two hooks and
                 `on_epoch_end` for the fit); without it, torch is not
-                measured. Other backends do not use it.
+                measured. Its batch end must run in the training thread:
+                Keras runs batch ends in a thread pool on torch unless a
+                callback defines `on_train_batch_end` (the counter does,
+                `async_safe` False). Other backends do not use it.
 
         Returns:
             True when this backend can be measured; False (after one warning
