@@ -340,6 +340,21 @@ def test_torch_path_stops_at_detach(fake_clock, as_torch):
     meter.detach()  # idempotent
 
 
+def test_torch_detach_leaves_a_hook_set_since(fake_clock, as_torch):
+    model = FakeJaxModel(fake_clock, wait=0.0, step=0.0)
+    callback = CountingCallback(fake_clock)
+    meter = InputWaitMeter(fake_clock)
+    meter.attach(model, callback)
+
+    def theirs(batch, logs=None):
+        return None
+
+    callback.on_train_batch_begin = theirs  # Set by someone else mid-fit.
+    meter.detach()
+    assert callback.on_train_batch_begin is theirs
+    assert callback.on_train_batch_end == callback._end
+
+
 def test_a_model_without_train_function_cannot_be_measured(fake_clock, meter_log):
     class Bare:
         train_function = None
