@@ -142,10 +142,12 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
         input_stats: In `fit`, measure how long the steps wait for their
             next batch: `time_frac/input` at each record whose interval
             was measured (the share of its training time), and with
-            `goodput`, `goodput/input_secs` apart from `step_secs`. How,
-            per backend, and what it costs: `keras_stepcounter.input_wait`.
-            Where it cannot be measured it warns once and writes nothing.
-            A custom loop times its input with `timed_iter` instead.
+            `goodput`, `goodput/input_secs` apart from `step_secs`.
+            Every wait is measured on JAX and PyTorch; profiler windows
+            sample them on TensorFlow and tf_keras (how, and what it
+            costs: `keras_stepcounter.input_wait`). Where it cannot be
+            measured it warns once and writes nothing. A custom loop times
+            its input with `timed_iter` instead.
 
     Example:
 
@@ -251,7 +253,7 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
     def on_train_begin(self, logs: Optional[Dict[str, Any]] = None) -> None:
         self._begin_run(self._step_source or iterations_reader(self.model))
         if self._input_meter is not None and self._writes:
-            self._input_meter.attach(self.model)
+            self._input_meter.attach(self.model, self)
 
     def on_train_batch_begin(self, batch: int, logs: Optional[Dict[str, Any]] = None) -> None:
         self._recorder.begin_steps()  # Steps start at an epoch's first batch.

@@ -8,7 +8,15 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
 
 * Keras 3 on JAX (3.7 and later): the wrapper hands Keras a proxy of the
   iterator that times each `next()`. Every wait is seen, at a cost of
-  about 2 µs a batch; nothing is sampled.
+  under 1 µs a batch; nothing is sampled.
+* Keras 3 on PyTorch: `fit` fetches each batch in its epoch loop, between
+  one batch's end hook and the next one's begin hook. The meter times that
+  gap between the hooks of the callback that attached it (the counter):
+  every fetch but each epoch's first (which comes before the epoch's
+  steps), and with it the batch-end hooks of the callbacks listed after
+  the counter and the batch-begin hooks of those before it (Keras's
+  progress bar, at `verbose=1`: about 5 µs a batch, measured). Nothing is
+  sampled.
 * Keras 3 on TensorFlow, and tf_keras: the wait is an op inside the
   compiled function, so the meter samples. It runs TensorFlow's profiler
   (`tf.profiler.experimental.start`/`stop`, into a temporary directory) for
@@ -25,10 +33,18 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   the whole fit (the profiler's cost, 15-70% of a millisecond CPU step,
   all along).
 
-Where neither works (Keras 3.5 and 3.6 on JAX, which fetch the batch in
-the epoch loop; the torch backend; a step with no `IteratorGetNext` op in
-its profile, such as a multi-device input), the meter says so once and
-measures nothing: `waits_between` returns None, never a made-up zero.
+What it measures is time the training thread spent blocked on its next
+batch: a lower bound of what a free input would save, `1 - c / s` (`c`
+the step on in-memory arrays run back to back, `s` the step with this
+input), since a step that has just waited also computes slower (thread
+pools parked, caches cooled, the cores lent to other work). With a batch
+every 5 ms on a ~1 ms step the share read 0.06-0.15 below `1 - c / s`
+and within 0.07 of the time waited (benchmarks/README.md).
+
+Where none of these works (Keras 3.5 and 3.6 on JAX, which fetch the batch
+in the epoch loop; a step with no `IteratorGetNext` op in its profile,
+such as a multi-device input), the meter says so once and measures
+nothing: `waits_between` returns None, never a made-up zero.
 
 Example:
 
@@ -217,6 +233,10 @@ class _TimedIterator:
         return batch
 
 
+# No iterator yet: `args[1] is _NO_ITERATOR` is never true.
+_NO_ITERATOR = object()
+
+
 class _TrainFunctionWrapper:
     """Stands in for `model.train_function` while a meter is attached.
 
@@ -225,15 +245,24 @@ class _TrainFunctionWrapper:
     function it runs; `detach` puts the original back. `call` is the
     meter's method for its backend, swapped for a plain pass-through when
     the meter stops measuring.
+
+    On JAX, Keras passes the same iterator at every call of an epoch: once
+    the meter has made its timing proxy (`iterator`, `proxy`), those calls
+    take the one-level path in `__call__` (this runs once a batch, beside
+    steps of well under a millisecond).
     """
 
-    __slots__ = ("original", "call")
+    __slots__ = ("original", "call", "iterator", "proxy")
 
     def __init__(self, original: Callable[..., Any], call: Callable[..., Any]) -> None:
         self.original = original
         self.call = call
+        self.iterator: Any = _NO_ITERATOR
+        self.proxy: Any = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) == 2 and args[1] is self.iterator:
+            return self.original(args[0], self.proxy, **kwargs)
         return self.call(self.original, args, kwargs)
 
 
@@ -374,7 +403,7 @@ class InputWaitMeter:
         self._measured = _SpanList()
         self._model: Any = None
         self._wrapper: Optional[_TrainFunctionWrapper] = None
-        self._mode: Optional[str] = None  # "jax" or "profiler" while attached
+        self._mode: Optional[str] = None  # "jax", "torch" or "profiler" while attached
         self._warned = False
         # Profiler sampling (TensorFlow).
         self._calls = 0
@@ -385,17 +414,27 @@ class InputWaitMeter:
         self._window_call_secs = 0.0
         self._window_call_spans: List[Span] = []
         self._outside_call_secs: Deque[float] = collections.deque(maxlen=_USUAL_CALLS)
-        # JAX: the proxy of the iterator Keras passed last.
-        self._proxy: Optional[_TimedIterator] = None
+        # torch: the timer of the gaps between the callback's batch hooks.
+        self._gaps: Optional[_BatchGapTimer] = None
 
     # -- public ---------------------------------------------------------
 
-    def attach(self, model: Any) -> bool:
+    def attach(self, model: Any, callback: Any = None) -> bool:
         """Starts measuring `model`'s next `fit` (call at `on_train_begin`).
 
         Args:
             model: the Keras model being fitted; its `train_function` must
                 be made (Keras makes it before `on_train_begin`).
+            callback: the Keras callback attaching the meter (the counter).
+                On the torch backend, where `fit` fetches each batch between
+                the callbacks' batch hooks, the meter times the gap from
+                this callback's `on_train_batch_end` to its next
+                `on_train_batch_begin` (it wraps those two hooks and
+                `on_epoch_end` for the fit); without it, torch is not
+                measured. Its batch end must run in the training thread:
+                Keras runs batch ends in a thread pool on torch unless a
+                callback defines `on_train_batch_end` (the counter does,
+                `async_safe` False). Other backends do not use it.
 
         Returns:
             True when this backend can be measured; False (after one warning
@@ -403,14 +442,20 @@ class InputWaitMeter:
         """
         self.detach()
         mode, reason = _mode_for(model)
+        if mode == "torch" and callback is None:
+            mode, reason = None, "on the torch backend the meter needs the callback's batch hooks"
         if mode is None:
-            self._warn(reason)
+            self._warn(reason + "; the input wait is not measured")
             return False
+        self._model, self._mode = model, mode
+        if mode == "torch":
+            self._gaps = _BatchGapTimer(callback, self.clock, self._waits)
+            self._measured.add(self.clock(), float("inf"))
+            return True
         original = _unwrapped(model.train_function)
         call = self._call_jax if mode == "jax" else self._call_profiled
         self._wrapper = _TrainFunctionWrapper(original, call)
         model.train_function = self._wrapper
-        self._model, self._mode = model, mode
         self._calls, self._next_window_at = 0, None
         self._window_call_secs = 0.0
         self._window_call_spans = []
@@ -425,9 +470,9 @@ class InputWaitMeter:
         if self._window is not None:
             self._window.abandon()
             self._window = None
-        if self._mode == "jax":
+        self._remove_gap_timer()
+        if self._mode in _EVERY_BATCH_MODES:
             self._measured.close_last(self.clock())
-        self._proxy = None
         model = self._model
         wrapper = self._wrapper
         self._model, self._wrapper, self._mode = None, None, None
@@ -470,12 +515,13 @@ class InputWaitMeter:
         return original(*args, **kwargs)
 
     def _call_jax(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
-        # Keras >= 3.7 calls train_function(state, iterator).
-        proxy = self._proxy
-        if len(args) == 2 and proxy is not None and args[1] is proxy.iterator:
-            return original(args[0], proxy, **kwargs)  # Keras passes one iterator an epoch.
-        if len(args) == 2 and hasattr(args[1], "__next__"):
-            self._proxy = proxy = _TimedIterator(args[1], self.clock, self._waits)
+        # Keras >= 3.7 calls train_function(state, iterator): a new
+        # iterator (each epoch's) gets its proxy, which the wrapper then
+        # passes itself for the same iterator's calls.
+        wrapper = self._wrapper
+        if len(args) == 2 and hasattr(args[1], "__next__") and wrapper is not None:
+            proxy = _TimedIterator(args[1], self.clock, self._waits)
+            wrapper.iterator, wrapper.proxy = args[1], proxy
             return original(args[0], proxy, **kwargs)
         self._stop_measuring(
             "Keras on JAX called train_function without an iterator; the input wait is not measured"
@@ -568,11 +614,18 @@ class InputWaitMeter:
         if self._window is not None:
             self._window.abandon()
             self._window = None
-        if self._mode == "jax":
+        self._remove_gap_timer()
+        if self._mode in _EVERY_BATCH_MODES:
             self._measured.close_last(self.clock())
         self._mode = "off"
         if self._wrapper is not None:
             self._wrapper.call = self._call_plain
+            self._wrapper.iterator, self._wrapper.proxy = _NO_ITERATOR, None
+
+    def _remove_gap_timer(self) -> None:
+        if self._gaps is not None:
+            self._gaps.remove()
+            self._gaps = None
 
     def _warn(self, reason: str) -> None:
         if not self._warned:
@@ -656,6 +709,74 @@ class _Window:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+# The modes that measure every batch, from attach to detach.
+_EVERY_BATCH_MODES = ("jax", "torch")
+
+
+class _BatchGapTimer:
+    """Times the fetch between batches on torch: from the callback's
+    `on_train_batch_end` to its next `on_train_batch_begin`.
+
+    Keras 3's torch trainer runs `for ... data in epoch_iterator:
+    on_train_batch_begin; train_function(data); on_train_batch_end`, so
+    the next batch is fetched between the two hooks. The gap also holds the
+    batch-end hooks of the callbacks listed after this one (Keras's
+    progress bar, at `verbose=1`) and the batch-begin hooks of those
+    before it. An epoch's end resets it: the epoch's last gap (validation,
+    the next epoch's first fetch) is no step's wait.
+
+    The hooks are wrapped as instance attributes (Keras calls
+    `callback.on_train_batch_end(...)` on the instance, as the counter's
+    own hot path relies on) and put back by `remove`.
+    """
+
+    _HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_epoch_end")
+
+    def __init__(self, callback: Any, clock: Clock, spans: _SpanList) -> None:
+        self.callback = callback
+        # What each hook was in the instance's own attributes (None: the class's).
+        self._saved = {name: callback.__dict__.get(name) for name in self._HOOKS}
+        self._ended: Optional[float] = None
+        begin, end, epoch_end = (getattr(callback, name) for name in self._HOOKS)
+        append_start, append_end = spans._starts.append, spans._ends.append
+
+        def on_train_batch_begin(batch: Any, logs: Any = None) -> Any:
+            ended = self._ended
+            if ended is not None:
+                self._ended = None
+                append_start(ended)
+                append_end(clock())
+            return begin(batch, logs)
+
+        def on_train_batch_end(batch: Any = None, logs: Any = None) -> Any:
+            result = end(batch, logs)
+            self._ended = clock()
+            return result
+
+        def on_epoch_end(epoch: Any, logs: Any = None) -> Any:
+            self._ended = None
+            return epoch_end(epoch, logs)
+
+        self._installed = {
+            "on_train_batch_begin": on_train_batch_begin,
+            "on_train_batch_end": on_train_batch_end,
+            "on_epoch_end": on_epoch_end,
+        }
+        for name, hook in self._installed.items():
+            setattr(callback, name, hook)
+
+    def remove(self) -> None:
+        """Puts the callback's hooks back (only those still ours)."""
+        for name, hook in self._installed.items():
+            if self.callback.__dict__.get(name) is not hook:
+                continue  # Set since by someone else: theirs stays.
+            saved = self._saved[name]
+            if saved is None:
+                delattr(self.callback, name)
+            else:
+                setattr(self.callback, name, saved)
+
+
 def _unwrapped(function: Any) -> Any:
     # A wrapper a meter left behind (a fit that never detached) is not
     # wrapped twice.
@@ -667,7 +788,7 @@ def _unwrapped(function: Any) -> Any:
 def _mode_for(model: Any) -> Tuple[Optional[str], str]:
     """How this model's input wait is measured, or why it cannot be."""
     if getattr(model, "train_function", None) is None:
-        return None, "the model has no train_function yet; the input wait is not measured"
+        return None, "the model has no train_function yet"
     backend, version = _backend_and_version(model)
     if backend == "tensorflow":
         return "profiler", ""
@@ -676,9 +797,11 @@ def _mode_for(model: Any) -> Tuple[Optional[str], str]:
             return "jax", ""
         return None, (
             f"Keras {'.'.join(map(str, version))} on JAX fetches each batch outside "
-            "train_function (Keras 3.7 and later do not); the input wait is not measured"
+            "train_function (Keras 3.7 and later do not)"
         )
-    return None, f"the input wait is not measured on the {backend} backend"
+    if backend == "torch":
+        return "torch", ""
+    return None, f"the {backend} backend is not supported"
 
 
 def _backend_and_version(model: Any) -> Tuple[str, Tuple[int, ...]]:

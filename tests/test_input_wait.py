@@ -103,6 +103,30 @@ def test_jax_path_sees_each_wait_and_passes_batches_through(fake_clock, as_jax):
     assert waits.share == pytest.approx(0.8)
 
 
+def test_jax_path_times_each_epochs_iterator_with_one_proxy(fake_clock, as_jax, monkeypatch):
+    """Keras passes one iterator an epoch: each new one gets one proxy,
+    which the wrapper reuses for that iterator's calls."""
+    made = []
+    original_init = input_wait._TimedIterator.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(args[0])
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(input_wait._TimedIterator, "__init__", counting_init)
+    model = FakeJaxModel(fake_clock, wait=0.004, step=0.001)
+    meter = InputWaitMeter(fake_clock)
+    start = fake_clock()
+    meter.attach(model)
+    model.fit(3)  # epoch 1: its own iterator
+    model.fit(2)  # epoch 2: a new one
+    waits = meter.waits_between(start, fake_clock())
+    assert len(made) == 2 and made[0] is not made[1]
+    assert model.seen == [0, 1, 2, 0, 1]
+    assert waits is not None and len(waits.waits) == 5
+    assert waits.share == pytest.approx(0.8)
+
+
 def test_waits_are_clipped_to_the_interval(fake_clock, as_jax):
     model = FakeJaxModel(fake_clock, wait=0.004, step=0.001)
     meter = InputWaitMeter(fake_clock)
@@ -216,7 +240,8 @@ def test_train_function_without_an_iterator_stops_measuring_once(fake_clock, as_
 @pytest.mark.parametrize(
     "backend, version, reason",
     [
-        ("torch", (3, 15), "not measured on the torch backend"),
+        ("torch", (3, 15), "on the torch backend the meter needs the callback's batch hooks"),
+        ("numpy", (3, 15), "the numpy backend is not supported"),
         ("jax", (3, 6), "Keras 3.6 on JAX fetches each batch outside train_function"),
     ],
 )
@@ -234,6 +259,100 @@ def test_unmeasurable_backend_warns_once_and_measures_nothing(
     model.fit(2)
     assert meter.waits_between(start, fake_clock()) is None
     assert len(meter_log) == 1 and reason in meter_log[0]
+    assert "the input wait is not measured" in meter_log[0]
+
+
+# -- the torch path (logic, fake clock) -----------------------------------------
+
+
+class CountingCallback:
+    """A callback whose batch end is an instance attribute, as the counter's."""
+
+    def __init__(self, clock: Any, hook_secs: float = 0.0) -> None:
+        self.clock = clock
+        self.hook_secs = hook_secs
+        self.calls: List[str] = []
+        self.on_train_batch_end = self._end
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calls.append(f"begin {batch}")
+        self.clock.advance(self.hook_secs)
+
+    def _end(self, batch=None, logs=None):
+        self.calls.append(f"end {batch}")
+        self.clock.advance(self.hook_secs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(f"epoch end {epoch}")
+
+
+def torch_fit(clock, callback, epochs, batches, fetch_secs, step_secs, epoch_end_secs=0.0):
+    """Keras 3's torch loop: fetch, batch begin, step, batch end; then the
+    epoch's end (validation) and the next epoch's first fetch."""
+    for epoch in range(epochs):
+        for batch in range(batches):
+            clock.advance(fetch_secs)  # next(epoch_iterator)
+            callback.on_train_batch_begin(batch, logs=None)
+            clock.advance(step_secs)  # train_function(data)
+            callback.on_train_batch_end(batch, logs={})
+        clock.advance(epoch_end_secs)
+        callback.on_epoch_end(epoch, {})
+
+
+@pytest.fixture
+def as_torch(monkeypatch):
+    monkeypatch.setattr(input_wait, "_backend_and_version", lambda model: ("torch", (3, 15)))
+
+
+def test_torch_path_times_the_fetch_between_the_callbacks_hooks(fake_clock, as_torch):
+    model = FakeJaxModel(fake_clock, wait=0.0, step=0.0)
+    original = model.train_function
+    callback = CountingCallback(fake_clock, hook_secs=0.0001)
+    meter = InputWaitMeter(fake_clock)
+    start = fake_clock()
+    assert meter.attach(model, callback) is True
+    assert model.train_function is original  # torch: the hooks, not train_function
+    torch_fit(fake_clock, callback, epochs=2, batches=3, fetch_secs=0.004, step_secs=0.0008,
+              epoch_end_secs=0.5)
+    end = fake_clock()
+    meter.detach()
+    # The hooks still ran, in order, and are the callback's own again.
+    assert callback.calls[:3] == ["begin 0", "end 0", "begin 1"]
+    assert callback.on_train_batch_end == callback._end
+    assert "on_train_batch_begin" not in vars(callback) and "on_epoch_end" not in vars(callback)
+    waits = meter.waits_between(start, end)
+    assert waits is not None and waits.measured == ((start, end),)
+    # Two gaps an epoch (each epoch's first fetch and its end are no step's
+    # wait), each the fetch, without the callback's own hook time.
+    assert [round(b - a, 9) for a, b in waits.waits] == [0.004] * 4
+
+
+def test_torch_path_stops_at_detach(fake_clock, as_torch):
+    model = FakeJaxModel(fake_clock, wait=0.0, step=0.0)
+    callback = CountingCallback(fake_clock)
+    meter = InputWaitMeter(fake_clock)
+    meter.attach(model, callback)
+    torch_fit(fake_clock, callback, epochs=1, batches=2, fetch_secs=0.004, step_secs=0.001)
+    meter.detach()
+    after = fake_clock()
+    torch_fit(fake_clock, callback, epochs=1, batches=3, fetch_secs=0.004, step_secs=0.001)
+    assert meter.waits_between(after, fake_clock()) is None
+    meter.detach()  # idempotent
+
+
+def test_torch_detach_leaves_a_hook_set_since(fake_clock, as_torch):
+    model = FakeJaxModel(fake_clock, wait=0.0, step=0.0)
+    callback = CountingCallback(fake_clock)
+    meter = InputWaitMeter(fake_clock)
+    meter.attach(model, callback)
+
+    def theirs(batch, logs=None):
+        return None
+
+    callback.on_train_batch_begin = theirs  # Set by someone else mid-fit.
+    meter.detach()
+    assert callback.on_train_batch_begin is theirs
+    assert callback.on_train_batch_end == callback._end
 
 
 def test_a_model_without_train_function_cannot_be_measured(fake_clock, meter_log):

@@ -1,5 +1,6 @@
-"""InputWaitMeter on real slow inputs under Keras 3/TensorFlow, tf_keras and
-Keras 3/JAX: each flavour in a fresh process (`input_wait_checks.py`).
+"""InputWaitMeter on real slow inputs under Keras 3/TensorFlow, tf_keras,
+Keras 3/JAX and Keras 3/PyTorch: each flavour in a fresh process
+(`input_wait_checks.py`).
 
 Every input kind of the issue: NumPy arrays, tf.data (plain, and mapped
 with tf.py_function and tf.numpy_function sleeping 5 ms), a PyDataset
@@ -28,6 +29,7 @@ FLAVOURS = {
     "keras3-tensorflow": {"KERAS_BACKEND": "tensorflow"},
     "tf_keras": {"TF_USE_LEGACY_KERAS": "1", "KERAS_BACKEND": "tensorflow"},
     "keras3-jax": {"KERAS_BACKEND": "jax"},
+    "keras3-torch": {"KERAS_BACKEND": "torch"},
 }
 STEPS = 80
 WINDOW_CALLS = 30
@@ -57,8 +59,10 @@ def test_every_input_is_measured_and_train_function_restored(flavour):
         assert result["attached"], input_kind
         assert result["restored"], input_kind
         assert result["steps"] == STEPS, input_kind
-        # JAX: every batch's wait; TensorFlow: the one window's calls.
-        expected_waits = STEPS if name == "keras3-jax" else WINDOW_CALLS
+        # JAX: every batch's wait; PyTorch: every fetch between two batches
+        # (the epoch's first comes before its steps); TensorFlow: the one
+        # window's calls.
+        expected_waits = {"keras3-jax": STEPS, "keras3-torch": STEPS - 1}.get(name, WINDOW_CALLS)
         assert result["waits"] == expected_waits, input_kind
 
 
@@ -70,15 +74,10 @@ def test_a_slow_inputs_share_is_within_twice_the_truth(flavour, input_kind):
     share = result["share"]
     assert min(truths) > 0.5  # a batch every 5 ms on a ~1 ms step
     assert share <= 1.0
-    if input_kind == "PyDataset(workers=2)":
-        # Two threads slow the step itself most on two shared cores (JAX:
-        # 0.34-0.47 against 1 - c/s 0.56-0.81 in the benchmark), so 1 - c/s
-        # overstates the truth: the share is only held well above the
-        # in-memory one.
-        assert share >= max(0.2, 4 * results["numpy"]["share"]), (truths, share)
-    else:
-        assert min(truths) / 2 <= share, (truths, share)
-        assert share >= 0.4  # "about 0.8", with a 2x margin
+    # Two workers too, now that step times are means over the meter's own
+    # span (their batches come in pairs: a median step was the short one).
+    assert min(truths) / 2 <= share, (truths, share)
+    assert share >= 0.4  # "about 0.8", with a 2x margin
 
 
 @pytest.mark.parametrize("input_kind", IN_MEMORY_INPUTS)

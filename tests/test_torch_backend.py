@@ -123,3 +123,22 @@ def test_a_hang_is_a_stall_in_the_warning_the_records_and_the_ledger(results):
     # The watchdog's stack shows where the training thread waits.
     assert "keras/src/backend/torch/trainer.py" in warning
     assert "time.sleep(self.hang)" in warning
+
+
+def test_input_stats_sees_a_slow_input_on_torch(results):
+    # Each batch takes STEP_SLEEP (20 ms) to fetch, between the hooks, on a
+    # step of a few ms: truth above 0.9; asserted with a 2x margin.
+    records = results["input_slow"]["records"]
+    shares = [value for _, value in records["time_frac/input"]]
+    assert [step for step, _ in records["time_frac/input"]] == [11, 21]
+    assert all(0.45 <= share <= 1.0 for share in shares), shares
+    [[_, input_secs]] = records["goodput/input_secs"]
+    [[_, step_secs]] = records["goodput/step_secs"]
+    assert input_secs >= 0.45 * (input_secs + step_secs)
+    assert input_secs >= 0.5 * 29 * STEP_SLEEP  # 29 fetches between hooks
+
+
+def test_input_stats_on_torch_in_memory_arrays_wait_little(results):
+    records = results["input_arrays"]["records"]
+    shares = [value for _, value in records["time_frac/input"]]
+    assert len(shares) == 11 and all(share < 0.4 for share in shares), shares

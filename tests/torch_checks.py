@@ -158,8 +158,27 @@ def stall_run():
     }
 
 
+def input_run(data):
+    """`input_stats=True`: one epoch of 30 steps whose batches each take
+    STEP_SLEEP to fetch ("slow": truth above 0.9 on a step of a few ms),
+    or of 120 steps on in-memory arrays."""
+    log_dir = run_dir()
+    counter = keras_stepcounter.StepCounter(
+        every_n_steps=10, output_dir=log_dir, input_stats=True, goodput=True
+    )
+    model = make_model()
+    if data == "slow":
+        model.fit(SlowBatches(30), epochs=1, verbose=0, callbacks=[counter])
+    else:
+        model.fit(X[:120], Y[:120], batch_size=1, epochs=1, verbose=0, callbacks=[counter])
+    counter.close()
+    return {"records": records(log_dir)}
+
+
 if __name__ == "__main__":
     output = {
+        "input_slow": input_run("slow"),
+        "input_arrays": input_run("arrays"),
         "backend": backend_checks(),
         "rate_step": rate_run("step"),
         "rate_data": rate_run("data"),
