@@ -582,7 +582,12 @@ def _our_temp_dirs() -> List[str]:
     return glob.glob(os.path.join(tempfile.gettempdir(), "keras_stepcounter_input_*"))
 
 
-def test_tensorflow_sees_a_slow_pydataset_and_not_in_memory_arrays(keras, make_model, tiny_data):
+def test_tensorflow_sees_a_slow_pydataset_and_not_in_memory_arrays(
+    keras, make_model, tiny_data, tmp_path, monkeypatch
+):
+    # The windows' directories go to a temporary directory of this test's
+    # own, so another process's (a parallel test run) cannot count as ours.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     before = set(_our_temp_dirs())
     model = make_model()
     original = model.make_train_function() or model.train_function
