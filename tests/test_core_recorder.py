@@ -4,13 +4,14 @@
 import logging
 import math
 import threading
+from types import SimpleNamespace
 
 import pytest
 from conftest import FakeClock
 
 from keras_stepcounter.core.ledger_table import ledger_table
 from keras_stepcounter.core.rates import RateTracker
-from keras_stepcounter.core.recorder import Recorder
+from keras_stepcounter.core.recorder import KEPT_CALLS, Recorder
 from keras_stepcounter.core.run_source import RunSource
 from keras_stepcounter.core.schedule import ReadSchedule
 from keras_stepcounter.core.timer import SecondOrStepTimer
@@ -215,6 +216,56 @@ def test_step_times_stay_bounded_between_far_apart_records(fake_clock):
     recorder.go_idle()  # An idle recorder keeps no step times.
     run_batches(recorder, steps, fake_clock, 3 * capacity)
     assert recorder.step_times.calls == []
+
+
+class EveryWaitMeter:
+    """A meter that saw every wait (JAX-like): it keeps each one's span
+    until the recorder books it."""
+
+    def __init__(self):
+        self.waits, self.most_kept, self.detached = [], 0, False
+
+    def wait(self, clock, seconds):
+        start = clock()
+        clock.advance(seconds)
+        self.waits.append((start, clock()))
+        self.most_kept = max(self.most_kept, len(self.waits))
+
+    def waits_between(self, start, end):
+        inside = tuple((a, b) for a, b in self.waits if start <= a and b <= end)
+        return SimpleNamespace(measured=((start, end),), waits=inside)
+
+    def discard_before(self, time_point):
+        self.waits = [(a, b) for a, b in self.waits if b > time_point]
+
+    def detach(self):
+        self.detached = True
+
+
+def test_input_waits_are_booked_at_reads_between_far_apart_records(fake_clock):
+    # Each 1 s step waits 0.25 s for its batch; a record every 10,000 steps.
+    # The recorder reads at least every KEPT_CALLS calls and books the
+    # waits so far, so the meter never holds more than that many.
+    meter = EveryWaitMeter()
+    recorder, sink = make_recorder(
+        fake_clock, every_steps=10_000, input_meter=meter, goodput=True
+    )
+    steps = Steps()
+    recorder.begin_run(RunSource(read=steps))
+    recorder.begin_steps()
+    for _ in range(10_001):
+        meter.wait(fake_clock, 0.25)
+        fake_clock.advance(0.75)
+        steps.step += 1
+        recorder.batch_end()
+    recorder.end_run()
+    assert meter.most_kept <= KEPT_CALLS + 1
+    ((step, scalars),) = sink.rates()
+    assert step == 10_001 and scalars["time_frac/input"] == pytest.approx(0.25)
+    ledger = sink.records[-1][1]
+    assert ledger["goodput/input_secs"] == pytest.approx(0.25 * 10_000)
+    assert ledger["goodput/step_secs"] == pytest.approx(0.75 * 10_000)
+    assert meter.detached
 
 
 def test_recorder_goodput_ledger_at_the_run_end(fake_clock):

@@ -62,6 +62,10 @@ OWN_WORK_WARNING = (
 )
 
 
+# Batch calls between reads, at most, when something is kept per call.
+KEPT_CALLS = 2048
+
+
 class RecordSink(ScalarSink, Protocol):
     """Where a run's records go (the sinks in `writer/`)."""
 
@@ -138,10 +142,11 @@ class Recorder:
         self._where = where
         self._timeline = Timeline(pause_between_epochs)
         self._warnings = RunWarnings(rates)
-        self.step_times = StepTimes() if step_time_stats else None
-        self._schedule = ReadSchedule(
-            rates.timer, max_calls=math.inf if self.step_times is None else self.step_times.capacity
-        )
+        self.step_times = StepTimes(KEPT_CALLS) if step_time_stats else None
+        # Step times and input waits are kept per call: reading at least
+        # every `KEPT_CALLS` calls bounds them between far-apart records.
+        kept = self.step_times is not None or self._input is not None
+        self._schedule = ReadSchedule(rates.timer, max_calls=KEPT_CALLS if kept else math.inf)
         # A quiet call's seconds go straight into `step_times.calls` (set
         # while a run is recording, None otherwise).
         self._add_step_secs: Optional[Callable[[float], None]] = None
@@ -197,10 +202,9 @@ class Recorder:
         self._calls_before_first_step = 0
         self._idle = self._steps_running = False
         self._short_call_seen = False
-        self._interval_start = now  # In the clock, and in training time.
-        self._interval_training_start = 0.0
+        self._interval_training_start = 0.0  # In training time.
         if self._input is not None:
-            self._input.begin_run()
+            self._input.begin_run(now)
         self.stretch_rate = None
         self.typical_step_secs = None
         self.sections.clear(self.training_now())
@@ -419,6 +423,8 @@ class Recorder:
         elif self._rates.timer.last_triggered_step() != baseline:
             self._write(step, {BASELINE_STEP_TAG: float(step)})
         else:
+            if self._input is not None:  # Its spans so far, booked.
+                self._input.fold(end, self._stall_after)
             self._arm_deadline()
             return
         self._restart_interval()
@@ -465,9 +471,10 @@ class Recorder:
         """A new record interval starts (after a record or a baseline)."""
         if self.step_times is not None:
             self.step_times.clear()
-        self._interval_start = self._last_end
         self._interval_training_start = self.training_now(self._last_end)
         self.sections.clear(self._interval_training_start)
+        if self._input is not None:
+            self._input.restart(self._last_end)
 
     def _stalled(self, start: float, end: float, step: int) -> None:
         """No step ended from `start` to `end` for at least the threshold."""
@@ -598,9 +605,7 @@ class Recorder:
         baseline) up to the clock time `end`, or None where not measured."""
         assert self._input is not None
         training = self.training_now(end) - self._interval_training_start
-        return self._input.interval_share(
-            self._interval_start, end, training, self._stall_after
-        )
+        return self._input.interval_share(end, training, self._stall_after)
 
     def _warn_if_own_work_is_large(self, now: float) -> None:
         if self._own_work_warned:
