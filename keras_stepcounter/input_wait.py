@@ -64,10 +64,14 @@ import logging
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
+
+from keras_stepcounter.core.watchdog import fit_frame
 
 __all__ = [
     "COST_BUDGET",
@@ -416,6 +420,10 @@ class InputWaitMeter:
         self._outside_call_secs: Deque[float] = collections.deque(maxlen=_USUAL_CALLS)
         # torch: the timer of the gaps between the callback's batch hooks.
         self._gaps: Optional[_BatchGapTimer] = None
+        # The frame of the Keras `fit` that attached the meter, while
+        # attached: a wrapper that finds it gone (the fit raised, and Keras
+        # calls no `on_train_end`) takes itself off.
+        self._fit: Optional[FrameType] = None
 
     # -- public ---------------------------------------------------------
 
@@ -448,6 +456,8 @@ class InputWaitMeter:
             self._warn(reason + "; the input wait is not measured")
             return False
         self._model, self._mode = model, mode
+        # sys._getframe: the only way to reach the caller's frames.
+        self._fit = fit_frame(sys._getframe())
         if mode == "torch":
             self._gaps = _BatchGapTimer(callback, self.clock, self._waits)
             self._measured.add(self.clock(), float("inf"))
@@ -475,7 +485,7 @@ class InputWaitMeter:
             self._measured.close_last(self.clock())
         model = self._model
         wrapper = self._wrapper
-        self._model, self._wrapper, self._mode = None, None, None
+        self._model, self._wrapper, self._mode, self._fit = None, None, None, None
         if wrapper is None:
             return
         # Only our own wrapper is taken off: a train_function that Keras
@@ -519,6 +529,9 @@ class InputWaitMeter:
         # iterator (each epoch's) gets its proxy, which the wrapper then
         # passes itself for the same iterator's calls.
         wrapper = self._wrapper
+        if self._fit_left():
+            self.detach()
+            return original(*args, **kwargs)
         if len(args) == 2 and hasattr(args[1], "__next__") and wrapper is not None:
             proxy = _TimedIterator(args[1], self.clock, self._waits)
             wrapper.iterator, wrapper.proxy = args[1], proxy
@@ -531,6 +544,9 @@ class InputWaitMeter:
     def _call_profiled(self, original: Callable[..., Any], args: Tuple[Any, ...], kwargs: Any) -> Any:
         self._calls += 1
         if self._window is None and self._window_due():
+            if self._fit_left():
+                self.detach()
+                return original(*args, **kwargs)
             self._open_window()
         clock = self.clock
         began = clock()
@@ -621,6 +637,18 @@ class InputWaitMeter:
         if self._wrapper is not None:
             self._wrapper.call = self._call_plain
             self._wrapper.iterator, self._wrapper.proxy = _NO_ITERATOR, None
+
+    def _fit_left(self) -> bool:
+        """Whether the `fit` that attached the meter has left this thread's
+        stack: it raised, and a later `fit` runs the wrapper. Looked at once
+        an epoch (JAX) or before a window (TensorFlow), never per batch."""
+        fit = self._fit
+        frame: Optional[FrameType] = sys._getframe(1)
+        while fit is not None and frame is not None:
+            if frame is fit:
+                return False
+            frame = frame.f_back
+        return fit is not None
 
     def _remove_gap_timer(self) -> None:
         if self._gaps is not None:

@@ -731,3 +731,74 @@ def _space(line_ns: int, start_stat_ns: Optional[int]) -> Any:
 def test_profile_times_become_wall_clock_ns(line_ns, start_stat_ns, expected_start_ns):
     waits = input_wait._space_waits(_space(line_ns, start_stat_ns), 1_600_000_000_000_000_000)
     assert waits == [(expected_start_ns, expected_start_ns + 2_000)]
+
+
+# -- a fit that raised leaves no wrapper behind ---------------------------------
+
+
+class RaisingJaxModel(FakeJaxModel):
+    """`fit` (a frame named so, as Keras's) attaches the meter like the
+    counter's `on_train_begin`, and may raise mid-epoch."""
+
+    def fit(self, batches: int, attach: Any = None, raise_at: Optional[int] = None) -> None:
+        if attach is not None:
+            attach(self)
+
+        def source():
+            for index in range(batches):
+                self.clock.advance(self.wait)
+                yield index
+
+        iterator = source()
+        for index in range(batches):
+            if index == raise_at:
+                raise RuntimeError("boom")
+            self.train_function("state", iterator)
+
+
+def _nearest_fit_frame(frame: Any) -> Any:
+    while frame is not None and frame.f_code.co_name != "fit":
+        frame = frame.f_back
+    return frame
+
+
+def test_jax_wrapper_of_a_fit_that_raised_takes_itself_off(fake_clock, as_jax, monkeypatch):
+    # Keras calls no on_train_end when fit raises: the wrapper stays on the
+    # model until a later fit runs it, which finds the attaching fit gone
+    # (at its epoch's first call) and puts the original back.
+    monkeypatch.setattr(input_wait, "fit_frame", _nearest_fit_frame)
+    model = RaisingJaxModel(fake_clock, wait=0.004, step=0.001)
+    meter = InputWaitMeter(fake_clock)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(5, attach=meter.attach, raise_at=2)
+    assert type(model.train_function).__name__ == "_TrainFunctionWrapper"
+    later = fake_clock()
+    model.fit(4)  # A fit without the counter.
+    assert model.train_function == model._train_function
+    assert model.seen == [0, 1, 0, 1, 2, 3]
+    assert meter.waits_between(later, fake_clock()) is None  # Nothing timed.
+
+
+def test_tensorflow_wrapper_of_a_fit_that_raised_takes_itself_off(keras, make_model, tiny_data):
+    # The same with Keras's own fit (the frame the meter looks for) on
+    # TensorFlow: the later fit's first due window finds the fit gone.
+    x, y = tiny_data
+    model = make_model()
+    meter = InputWaitMeter(time.perf_counter, window_calls=5, first_window_call=4)
+
+    class Attach(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            meter.attach(self.model)
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if batch == 1:
+                raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Attach(), Boom()])
+    assert type(model.train_function).__name__ == "_TrainFunctionWrapper"
+    later = time.perf_counter()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert type(model.train_function).__name__ != "_TrainFunctionWrapper"
+    assert meter.waits_between(later, time.perf_counter()) is None  # No window opened.
