@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numbers
 import operator
-from dataclasses import dataclass
 from typing import Any, Callable, Tuple
 
 import tensorflow as tf
+
+from keras_stepcounter.core.run_source import RunSource
 
 keras = tf.keras
 
@@ -42,27 +43,7 @@ def _variable_types() -> Tuple[Any, ...]:
 _VARIABLE_TYPES = _variable_types()
 
 
-@dataclass(eq=False)  # Hashable: compared by identity.
-class StepReader:
-    """A callable returning the global step, with what it reads in words.
-
-    Args:
-        read: The callable.
-        description: What it reads, for messages ("model.optimizer.iterations
-            (SGD)").
-        calls_per_update: Batch calls per applied update (gradient
-            accumulation steps), 1 when every call may apply one.
-        loss_scaled: The optimizer is a loss-scale wrapper, which skips the
-            update of a step whose gradients overflow.
-    """
-
-    read: Callable[[], int]
-    description: str
-    calls_per_update: int = 1
-    loss_scaled: bool = False
-
-
-def iterations_reader(model: Any) -> StepReader:
+def iterations_reader(model: Any) -> RunSource:
     """Reads the updates applied by `model.optimizer`, fresh at every call.
 
     Raises:
@@ -84,7 +65,7 @@ def iterations_reader(model: Any) -> StepReader:
         read_counter = variable_reader(counter)
         read = read_counter if accumulation == 1 else lambda: read_counter() // accumulation
     loss_scaled = inner is not optimizer and "LossScale" in type(optimizer).__name__
-    return StepReader(read, description, accumulation, loss_scaled)
+    return RunSource(read, description, calls_per_update=accumulation, loss_scaled=loss_scaled)
 
 
 def applied_update_counter(optimizer: Any) -> Tuple[Any, Any, int]:
@@ -188,7 +169,7 @@ def as_int(value: Any) -> int:
     return int(numpy() if numpy is not None else value)
 
 
-def step_source_reader(step_source: Any) -> StepReader:
+def step_source_reader(step_source: Any) -> RunSource:
     """A reader of an integer `tf.Variable` or of a callable returning an int."""
     if isinstance(step_source, _VARIABLE_TYPES):
         # Keras 3 variables give their dtype as a string ("int64").
@@ -199,10 +180,10 @@ def step_source_reader(step_source: Any) -> StepReader:
                 f"dtype {dtype.name}."
             )
         name = getattr(step_source, "path", None) or getattr(step_source, "name", "")
-        return StepReader(variable_reader(step_source), f"step_source {name!r}")
+        return RunSource(variable_reader(step_source), f"step_source {name!r}")
     if callable(step_source):
         name = getattr(step_source, "__qualname__", type(step_source).__name__)
-        return StepReader(lambda: _as_step(step_source()), f"step_source {name}()")
+        return RunSource(lambda: _as_step(step_source()), f"step_source {name}()")
     raise TypeError(
         "step_source must be an integer tf.Variable (e.g. optimizer.iterations) "
         "or a callable returning an int, got "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import contextvars
 import copy
 import time
@@ -12,7 +13,6 @@ import tensorflow as tf
 
 from keras_stepcounter._distribute import is_chief, process_label
 from keras_stepcounter._step_readers import (
-    StepReader,
     iterations_reader,
     keras,
     step_source_reader,
@@ -288,18 +288,15 @@ class StepCounter(keras.callbacks.Callback, CustomLoopMethods):
 
     # Internals. -----------------------------------------------------------
 
-    def _begin_run(self, reader: StepReader) -> None:
+    def _begin_run(self, source: RunSource) -> None:
         batches_per_call = steps_per_execution(self.model)
         self._recorder.begin_run(
-            RunSource(
-                read=reader.read,  # Not the reader itself: a frame less a record.
-                description=reader.description,
+            dataclasses.replace(
+                source,
                 batches_per_call=batches_per_call,
                 steps_per_call=self._steps_per_call
-                or updates_per_call(batches_per_call, reader.calls_per_update),
-                calls_per_update=reader.calls_per_update,
+                or updates_per_call(batches_per_call, source.calls_per_update),
                 batches_per_epoch=self._batches_per_epoch(),
-                loss_scaled=reader.loss_scaled,
             )
         )
         self._writes = is_chief(self.model)

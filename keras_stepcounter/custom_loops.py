@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, ContextManager, Dict, Iterable, Iterator, Optional, TypeVar
 
-from keras_stepcounter._step_readers import StepReader, iterations_reader, step_source_reader
+from keras_stepcounter._step_readers import iterations_reader, step_source_reader
+from keras_stepcounter.core.run_source import RunSource
 
 T = TypeVar("T")
 Self = TypeVar("Self", bound="CustomLoopMethods")
@@ -34,10 +35,10 @@ class CustomLoopMethods:
 
     # Provided by StepCounter.
     _recorder: Any
-    _step_source: Optional[StepReader]
+    _step_source: Optional[RunSource]
     model: Any
 
-    def _begin_run(self, reader: StepReader) -> None:
+    def _begin_run(self, reader: RunSource) -> None:
         raise NotImplementedError
 
     def on_train_end(self, logs: Optional[Dict[str, Any]] = None) -> None:

@@ -422,7 +422,8 @@ class InputWaitMeter:
         self._gaps: Optional[_BatchGapTimer] = None
         # The frame of the Keras `fit` that attached the meter, while
         # attached: a wrapper that finds it gone (the fit raised, and Keras
-        # calls no `on_train_end`) takes itself off.
+        # calls no `on_train_end`) takes itself off. Held no longer than
+        # the wrapper (the raised exception's traceback holds it as long).
         self._fit: Optional[FrameType] = None
 
     # -- public ---------------------------------------------------------

@@ -6,6 +6,7 @@ with TensorFlow.
 """
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -151,8 +152,7 @@ def test_backup_and_restore_resumes_with_right_epoch_rates(
     def counting_reader(model):
         reader = real_reader(model)
         read = reader.read
-        reader.read = lambda: reads.append(read()) or reads[-1]
-        return reader
+        return dataclasses.replace(reader, read=lambda: reads.append(read()) or reads[-1])
 
     monkeypatch.setattr(callback, "iterations_reader", counting_reader)
     counter = counter_on(fake_clock, every_n_steps=10, output_dir=str(tmp_path / "logs")

@@ -41,10 +41,8 @@ class InputMeter(Protocol):
 class InputShare:
     """The input wait's share, per record interval and for the run.
 
-    The interval since `restart` is booked in parts, at each `fold` (a
-    read between records) and at its record (`interval_share`), and each
-    part's spans are forgotten: between far-apart records the meter holds
-    a part's waits, not the interval's.
+    An interval is booked in parts, at each `fold` (a read between
+    records) and at its record, each part's spans then forgotten.
 
     Args:
         meter: Where the waits come from.

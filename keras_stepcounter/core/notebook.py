@@ -16,7 +16,7 @@ Unregister = Callable[[], None]
 
 
 def pause_between_cells(
-    pause: Callable[[], None], resume: Callable[[], None]
+    pause: Callable[[], object], resume: Callable[[], None]
 ) -> Optional[Unregister]:
     """Calls `pause` at each cell's end and `resume` at the next cell's
     start, while the run lasts; returns what unregisters them, or None

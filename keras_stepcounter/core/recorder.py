@@ -222,7 +222,9 @@ class Recorder:
         if self._watchdog is not None:
             self._watchdog.start(self._thread, fit)
         if fit is None:  # A loop of the user's can go on in the next cell.
-            self._cells = notebook.pause_between_cells(self._pause_for_cell, self.begin_steps)
+            self._cells = notebook.pause_between_cells(
+                lambda: self.pause_steps(epoch_end=False), self.begin_steps
+            )
         del fit
 
     def set_writing(self, writing: bool, process: Optional[str] = None) -> None:
@@ -364,11 +366,6 @@ class Recorder:
         self._read = self._thread = None
         self._idle = False
         self._calls_until_read, self._deadline = ReadSchedule.FIRST_READ
-
-    def _pause_for_cell(self) -> None:
-        # A notebook cell ended with the run open: a person thinking is
-        # boundary time, never a stall.
-        self.pause_steps(epoch_end=False)
 
     # The batch path. -------------------------------------------------------
 
@@ -549,9 +546,8 @@ class Recorder:
     # Reads. ------------------------------------------------------------------
 
     def _read_step(self, first: bool = False) -> Optional[int]:
-        """The step, or None when it must not be used (then this run records
-        nothing more): read from another thread, or the read failed (both
-        warned).
+        """The step, or None (warned; the run records nothing more) when read
+        from another thread or when the read failed.
 
         Raises:
             RuntimeError: outside a run (`step_done()` without `track()`).

@@ -1,4 +1,5 @@
-"""`RunSource`: what a run reads its step from, as the adapters describe it."""
+"""`RunSource`: what a run reads its step from (the step readers make it;
+the adapters add how steps relate to batch calls)."""
 
 from __future__ import annotations
 

@@ -303,13 +303,10 @@ def _stack_of(thread_id: int) -> str:
 
 
 def fit_frame(frame: Optional[FrameType]) -> Optional[FrameType]:
-    """The frame of the Keras `fit` call that `frame` runs in, or None (a
-    custom loop, a `CallbackList` driven by hand).
-
-    The first caller named `fit` in a Keras module (Keras 3's trainers,
-    tf_keras's `Model`), whatever frames lie between (a subclass's hooks,
-    other callbacks). `tests/test_watchdog_run.py` fails if Keras renames
-    or moves `fit`.
+    """The frame of the Keras `fit` call that `frame` runs in (the first
+    caller named `fit` in a Keras module, whatever frames lie between), or
+    None: a custom loop, a `CallbackList` driven by hand.
+    `tests/test_watchdog_run.py` fails if Keras renames or moves `fit`.
     """
     while frame is not None:
         code = frame.f_code
