@@ -116,7 +116,7 @@ def _cost_cases(quick: bool) -> List[Tuple[str, int, int]]:
     """(flavour, steps, hidden width) of each cost row: TensorFlow's bare
     layer (a 0.7 ms step) in a short and a long fit; on JAX, the accuracy
     rows' ~1 ms step (two hidden layers of 1024) and the bare layer's
-    40-75 µs step (the worst case)."""
+    40-75 µs step (the worst case); on PyTorch the bare layer."""
     if quick:
         return [("Keras 3/TensorFlow", 1_500, 0)]
     return [
@@ -124,6 +124,7 @@ def _cost_cases(quick: bool) -> List[Tuple[str, int, int]]:
         ("Keras 3/TensorFlow", 30_000, 0),
         ("Keras 3/JAX", 3_000, JAX_HIDDEN),
         ("Keras 3/JAX", 30_000, 0),
+        ("Keras 3/torch", 3_000, 0),
     ]
 
 
@@ -174,11 +175,14 @@ def _cost_row(flavour: str, steps: int, hidden: int, result: Dict[str, Any]) -> 
     rounds = result["rounds"]
     fit_secs = median([r["fit_secs"] for r in rounds])
     windows = median([r["windows"] for r in rounds])
-    if flavour.endswith("JAX"):
-        # Every batch pays the wrapper and the proxy, timed apart from fit.
-        per_batch_us = result["jax_us_per_batch"]
+    if flavour.endswith("JAX") or flavour.endswith("torch"):
+        # Every batch pays the wrapper and the proxy (JAX) or the timed
+        # hooks (PyTorch), timed apart from fit.
+        on_jax = flavour.endswith("JAX")
+        per_batch_us = result["jax_us_per_batch" if on_jax else "torch_us_per_batch"]
         fractions = [steps * per_batch_us / 1e6 / r["fit_secs"] * 100 for r in rounds]
-        detail = f"wrapper + proxy {per_batch_us:.2f} µs a batch"
+        what = "wrapper + proxy" if on_jax else "timed batch hooks"
+        detail = f"{what} {per_batch_us:.2f} µs a batch"
     else:
         fractions = [r["cost_frac"] * 100 for r in rounds]
         detail = f"{windows:.0f} window(s)"

@@ -308,6 +308,35 @@ def jax_us_per_batch(number: int = 200_000) -> float:
     return (wrapped - bare) / number * 1e6
 
 
+def torch_us_per_batch(number: int = 100_000) -> float:
+    """µs the PyTorch path adds to each batch: a callback's batch-begin and
+    batch-end hooks through the meter's gap timer, against the bare hooks
+    (pure Python, timed apart from fit as on JAX)."""
+    import timeit
+
+    from keras_stepcounter.input_wait import _BatchGapTimer, _SpanList
+
+    class Hooks:
+        def on_train_batch_begin(self, batch: Any, logs: Any = None) -> None:
+            pass
+
+        def on_train_batch_end(self, batch: Any = None, logs: Any = None) -> None:
+            pass
+
+        def on_epoch_end(self, epoch: Any, logs: Any = None) -> None:
+            pass
+
+    def batch(hooks: Any) -> None:
+        hooks.on_train_batch_begin(0)
+        hooks.on_train_batch_end(0)
+
+    bare, timed = Hooks(), Hooks()
+    _BatchGapTimer(timed, time.perf_counter, _SpanList())
+    bare_secs = min(timeit.repeat(lambda: batch(bare), number=number, repeat=5))
+    timed_secs = min(timeit.repeat(lambda: batch(timed), number=number, repeat=5))
+    return (timed_secs - bare_secs) / number * 1e6
+
+
 def cost(steps: int, rounds: int, hidden: int = 0) -> Dict[str, Any]:
     """The meter's cost at its defaults in a fit of `steps` steps on
     in-memory arrays, `rounds` times: with `hidden` 0 the bare layer (the
@@ -340,7 +369,11 @@ def cost(steps: int, rounds: int, hidden: int = 0) -> Dict[str, Any]:
             "cost_frac": (meter.own_secs + excess) / (fit_secs - meter.own_secs - excess),
             "call_secs": baseline,
         })
-    return {"rounds": figures, "jax_us_per_batch": jax_us_per_batch() if ON_JAX else None}
+    return {
+        "rounds": figures,
+        "jax_us_per_batch": jax_us_per_batch() if ON_JAX else None,
+        "torch_us_per_batch": torch_us_per_batch() if ON_TORCH else None,
+    }
 
 
 def main() -> None:
