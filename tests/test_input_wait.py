@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pytest
@@ -42,13 +42,13 @@ class FakeJaxModel:
         self.clock.advance(self.step)
         return {"loss": 0.0}, state
 
-    def fit(self, batches: int) -> None:
-        def source():
-            for index in range(batches):
-                self.clock.advance(self.wait)
-                yield index
+    def batches(self, count: int) -> Iterator[int]:
+        for index in range(count):
+            self.clock.advance(self.wait)
+            yield index
 
-        iterator = source()
+    def fit(self, batches: int) -> None:
+        iterator = self.batches(batches)
         for _ in range(batches):
             self.train_function("state", iterator)
 
@@ -743,13 +743,7 @@ class RaisingJaxModel(FakeJaxModel):
     def fit(self, batches: int, attach: Any = None, raise_at: Optional[int] = None) -> None:
         if attach is not None:
             attach(self)
-
-        def source():
-            for index in range(batches):
-                self.clock.advance(self.wait)
-                yield index
-
-        iterator = source()
+        iterator = self.batches(batches)
         for index in range(batches):
             if index == raise_at:
                 raise RuntimeError("boom")

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.compat.tensorflow_stub import errors, pywrap_tensorflow
 
 from keras_stepcounter.tools import events, report, runs, sections, throughput
 from keras_stepcounter.tools.record_frames import frame_records
@@ -26,24 +25,11 @@ from keras_stepcounter.tools.scalar_columns import (
 )
 from keras_stepcounter.tools.scalar_table import ScalarTable, TableBuilder, concatenate
 from keras_stepcounter.writer.event_records import file_version_record, scalar_record
+from test_report_reader import reference  # TensorBoard's reader, as the truth
 
 # Block sizes that cut records everywhere: inside a header, inside the
 # data, a record longer than a block, and the whole file at once.
 BLOCKS = [1, 13, 64, 1000, 1 << 30]
-
-
-def reference(path):
-    """(tag, step, value, wall) of every scalar, by TensorBoard's reader."""
-    reader = pywrap_tensorflow.PyRecordReader_New(str(path), 0, None, None)
-    found = []
-    while True:
-        try:
-            reader.GetNext()
-        except errors.OutOfRangeError:
-            return found
-        event = event_pb2.Event.FromString(reader.record())
-        found += [(tag, r.step, r.value, r.wall_time)
-                  for tag, r in events._scalars_of(event)]
 
 
 def as_tuples(read):
