@@ -107,22 +107,6 @@ def test_damage_read_by_blocks_stops_where_it_is(tmp_path, monkeypatch, block, w
     assert read.notice().endswith(f"; read {record} records before it")
 
 
-@pytest.mark.parametrize("block", [1, 64, 1000])
-@pytest.mark.parametrize("keep", [5, 12 + 3])
-def test_a_cut_file_read_by_blocks_is_truncated(tmp_path, monkeypatch, block, keep):
-    path = tmp_path / "events.out.tfevents.1.h.1.0.v2"
-    write_counter_layout(path, [(float(i), i + 1, "global_step/sec", 5.0)
-                                for i in range(100)])
-    data = Path(path).read_bytes()
-    last = int(frame_records(data).starts[-1]) - 12
-    path.write_bytes(data[:last + keep])
-    monkeypatch.setattr(events, "_BLOCK", block)
-    read = events.read_event_file(str(path))
-    assert read.problem.startswith("truncated")
-    assert read.events_read == 100
-    assert [r.step for _, r in read.scalars] == list(range(1, 100))
-
-
 @pytest.mark.parametrize("block", [1, 40, 1 << 30])
 def test_a_record_that_is_no_event_in_a_later_block_is_named(
     tmp_path, monkeypatch, block

@@ -120,14 +120,18 @@ def test_a_damaged_record_among_many_stops_the_read_there(tmp_path, where):
     assert [r.step for _, r in read.scalars] == list(range(1, record))
 
 
+# Read whole, and a block at a time (blocks that cut records everywhere).
+@pytest.mark.parametrize("block", [None, 1, 64, 1000])
 @pytest.mark.parametrize("keep", [5, 12 + 3])  # Inside the header; the data.
-def test_a_record_cut_short_is_truncated_and_the_rest_read(tmp_path, keep):
+def test_a_record_cut_short_is_truncated_and_the_rest_read(tmp_path, monkeypatch, keep, block):
     path = tmp_path / "events.out.tfevents.1.h.1.0.v2"
     write_counter_layout(path, [(float(i), i + 1, "global_step/sec", 5.0)
                                 for i in range(100)])
     data = Path(path).read_bytes()
     last = int(frame_records(data).starts[-1]) - 12
     path.write_bytes(data[:last + keep])
+    if block is not None:
+        monkeypatch.setattr(events, "_BLOCK", block)
     read = events.read_event_file(str(path))
     assert read.problem.startswith("truncated")
     assert read.events_read == 100  # The header and 99 scalars.
