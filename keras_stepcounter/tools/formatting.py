@@ -13,7 +13,7 @@ from keras_stepcounter.tools import compare
 from keras_stepcounter.tools.confidence import CONFIDENCE, MIN_EFFECTIVE
 from keras_stepcounter.tools.results import (
     Comparison,
-    InputShare,
+    RunInputShare,
     LowRecord,
     ReportData,
     Slowdown,
@@ -279,7 +279,7 @@ def _rerun_lines(report: ReportData) -> List[str]:
     return lines
 
 
-def _input_lines(shares: Sequence[InputShare]) -> List[str]:
+def _input_lines(shares: Sequence[RunInputShare]) -> List[str]:
     if not shares:
         return []
     lines = ["", "Input (time_frac/input, weighted by each record's training time):"]

@@ -53,7 +53,7 @@ from keras_stepcounter.tools.compare import compare_runs
 from keras_stepcounter.tools.scalar_columns import ScalarRecord, columns_of
 from keras_stepcounter.tools.results import (
     Comparison,
-    InputShare,
+    RunInputShare,
     LowRecord,
     NonFinite,
     ReportData,
@@ -82,7 +82,7 @@ from keras_stepcounter.tools.tags import (
 
 __all__ = [
     "Comparison",
-    "InputShare",
+    "RunInputShare",
     "LowRecord",
     "NonFinite",
     "Report",
@@ -172,7 +172,7 @@ def summarize_runs(runs: Sequence[Run]) -> List[TagSummary]:
     return summaries
 
 
-def input_share(run: Run) -> Optional[InputShare]:
+def input_share(run: Run) -> Optional[RunInputShare]:
     """The run's input share (`time_frac/input` weighted by each record's
     training seconds), or None where not recorded.
 
@@ -197,8 +197,8 @@ def input_share(run: Run) -> Optional[InputShare]:
             # Python's sums, in record order: the same digits as ever.
             products = (fracs[weighted] * weights[weighted]).tolist()
             share = sum(products) / sum(weights[weighted].tolist())
-            return InputShare(run.name, share, int(weighted.sum()))
-    return InputShare(run.name, sum(fracs.tolist()) / len(fracs), len(fracs))
+            return RunInputShare(run.name, share, int(weighted.sum()))
+    return RunInputShare(run.name, sum(fracs.tolist()) / len(fracs), len(fracs))
 
 
 def _secs_at(steps: np.ndarray, secs: np.ndarray, wanted: np.ndarray) -> np.ndarray:

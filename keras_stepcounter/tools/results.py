@@ -126,7 +126,7 @@ class Slowdown:
 
 
 @dataclass(frozen=True)
-class InputShare:
+class RunInputShare:
     """The share of a run's training seconds spent waiting for input
     (`time_frac/input`, each record weighted by its rate record's seconds)."""
 
@@ -157,4 +157,4 @@ class ReportData:
     from_step: Optional[int] = None
     comparisons: List[Comparison] = field(default_factory=list)
     slowdowns: List[Slowdown] = field(default_factory=list)
-    input_shares: List[InputShare] = field(default_factory=list)
+    input_shares: List[RunInputShare] = field(default_factory=list)
