@@ -478,12 +478,7 @@ class InputWaitMeter:
     def detach(self) -> None:
         """Stops measuring and puts `model.train_function` back (idempotent;
         stops an open profiler window without reading it)."""
-        if self._window is not None:
-            self._window.abandon()
-            self._window = None
-        self._remove_gap_timer()
-        if self._mode in _EVERY_BATCH_MODES:
-            self._measured.close_last(self.clock())
+        self._end_timing()
         model = self._model
         wrapper = self._wrapper
         self._model, self._wrapper, self._mode, self._fit = None, None, None, None
@@ -628,12 +623,7 @@ class InputWaitMeter:
 
     def _stop_measuring(self, reason: str) -> None:
         self._warn(reason)
-        if self._window is not None:
-            self._window.abandon()
-            self._window = None
-        self._remove_gap_timer()
-        if self._mode in _EVERY_BATCH_MODES:
-            self._measured.close_last(self.clock())
+        self._end_timing()
         self._mode = "off"
         if self._wrapper is not None:
             self._wrapper.call = self._call_plain
@@ -651,10 +641,17 @@ class InputWaitMeter:
             frame = frame.f_back
         return fit is not None
 
-    def _remove_gap_timer(self) -> None:
+    def _end_timing(self) -> None:
+        """Ends what times the waits: an open profiler window (not read),
+        the torch hooks, the span measured since `attach`."""
+        if self._window is not None:
+            self._window.abandon()
+            self._window = None
         if self._gaps is not None:
             self._gaps.remove()
             self._gaps = None
+        if self._mode in _EVERY_BATCH_MODES:
+            self._measured.close_last(self.clock())
 
     def _warn(self, reason: str) -> None:
         if not self._warned:
