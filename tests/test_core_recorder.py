@@ -511,3 +511,27 @@ def test_a_paused_block_mid_epoch_keeps_the_epochs_batch_count(fake_clock):
     assert recorder._progress() is None
     fake_clock.advance(3.0)
     assert not watchdog.poll()
+
+
+@pytest.mark.parametrize("extra_update, warned", [(1, 1), (0, 0)])
+def test_an_unseen_short_calls_extra_update_is_said_once(fake_clock, tf_log, extra_update, warned):
+    # Keras before 3.7 on TensorFlow: 4 batches an epoch in calls of 3 and 1,
+    # no hook for the short call, and the optimizer counting it as 2 updates.
+    steps = Steps()
+    recorder, sink = make_recorder(fake_clock, every_steps=1000)
+    recorder.begin_run(RunSource(read=steps, batches_per_call=3, steps_per_call=3,
+                                 batches_per_epoch=4))
+    for _ in range(3):  # Epochs.
+        recorder.begin_steps()
+        run_batches(recorder, steps, fake_clock, 1, seconds=0.3, per_call=3)
+        fake_clock.advance(0.1)  # The unseen call.
+        steps.step += 1 + extra_update
+        recorder.pause_steps()
+        assert recorder.stretch_rate is not None
+    recorder.end_run()
+    said = [m for level, m in tf_log.messages if "advanced" in m]
+    assert len(said) == warned
+    if warned:
+        assert said[0].startswith(
+            "keras_stepcounter: the global step read from the step source advanced 2 over "
+            "the epoch's last 1 batches. Keras before 3.7 on TensorFlow advances")

@@ -744,7 +744,7 @@ def test_gradient_accumulation_first_record_reads_like_the_rest(tmp_path):
 
 def test_mixed_precision_with_steps_per_execution_across_epoch_ends(tmp_path):
     # LossScaleOptimizer, 2 steps a call (5 calls an epoch: no short last
-    # call, which Keras before 3.6 ends without a batch-end hook), real
+    # call, which Keras before 3.7 on TensorFlow ends without a batch-end hook), real
     # time: 0.05 s a call, 0.3 s after each epoch's last batch. A loss scale
     # of 1 skips no update (the default 2**15 overflows float16 gradients
     # at random, and a skipped update is no step), so the steps are known.
