@@ -69,7 +69,7 @@ def test_the_short_last_call_is_steps_in_the_epoch_rate(keras, tmp_path, tf_log)
     for rate, epoch_steps in zip(rates, steps):
         assert epoch_steps / (8 * STEP_SECS) <= rate <= epoch_steps * 7 / 24 / STEP_SECS, (
             rates, steps)
-    warned = [m for _, m in tf_log.messages if "advanced 2 over the epoch's last 1 batches" in m]
+    warned = [m for _, m in tf_log.messages if "advanced 2 over the epoch's last 1 batches:" in m]
     assert len(warned) == (1 if steps[0] == 5 else 0), (steps, tf_log.messages)
     if steps[0] != 4:
         version = tuple(int(part) for part in keras.__version__.split(".")[:2])

@@ -299,21 +299,21 @@ class Recorder:
         if not self._steps_running or self._idle:
             return False
         self._steps_running = False
-        unseen_batches = self._end_an_unseen_last_call() if epoch_end else None
+        unseen_batches = self._end_an_unseen_last_call() if epoch_end else 0
         if self._timeline.pause(self._last_end, epoch_end) and self._watchdog is not None:
             self._watchdog.log_if_warned_before_pause(self._last_end, self._clock())
         if epoch_end:
             self._read_at_epoch_end(unseen_batches)
         return True
 
-    def _read_at_epoch_end(self, unseen_batches: Optional[int]) -> None:
-        """Reads the step at an epoch's end; `unseen_batches`: the batches of
-        a short last call that ended without a hook, if one did."""
+    def _read_at_epoch_end(self, unseen_batches: int) -> None:
         step = self._read_step()
         if step is None:
             return
-        if unseen_batches is not None and self._last_read_step is not None:
-            self._check_unseen_call_updates(step - self._last_read_step, unseen_batches)
+        per_call, previous = self._batches_per_call, self._last_read_step
+        if unseen_batches and previous is not None and self._source.steps_per_call == per_call:
+            batches = (self._calls_since_read - 1) * per_call + unseen_batches
+            self._warnings.unseen_call_updates(step - previous, batches)
         self._reweigh_a_short_last_call()
         self._note_read(step)
         self._epoch_calls_read, self._short_call_seen = 0, False  # The next epoch's.
@@ -518,9 +518,8 @@ class Recorder:
         than k batches (Keras gives no sign of it at its batch end): the
         epoch's length says so, and `step_time/*` weighs it by them."""
         epoch = self._calls_per_epoch()
-        if self.step_times is None or epoch is None or self._short_call_seen:
-            return
-        if self._source.calls_per_update != 1:  # Weights are steps, not batches.
+        if (self.step_times is None or epoch is None or self._short_call_seen
+                or self._source.calls_per_update != 1):  # Weights would be steps.
             return
         calls, last_batches = epoch
         if last_batches < self._batches_per_call and (
@@ -529,13 +528,13 @@ class Recorder:
             self._short_call_seen = True
             self.step_times.reweigh_last(last_batches)
 
-    def _end_an_unseen_last_call(self) -> Optional[int]:
-        """Keras before 3.7 on TensorFlow ends an epoch's short last `steps_per_execution`
-        call without a batch-end hook: the epoch's first hook after it is
-        its end. Returns that call's batches, if it ended here."""
+    def _end_an_unseen_last_call(self) -> int:
+        """Keras before 3.7 on TensorFlow ends an epoch's short last
+        `steps_per_execution` call without a batch-end hook: the epoch's
+        first hook after it is its end. Returns its batches (0: none)."""
         epoch = self._calls_per_epoch()
         if epoch is None:
-            return None
+            return 0
         calls, last_batches = epoch
         if last_batches < self._batches_per_call and (
             self._epoch_calls_read + self._calls_since_read == calls - 1
@@ -546,18 +545,7 @@ class Recorder:
             if self.step_times is not None:
                 self.step_times.add(now - last, last_batches)
             return last_batches
-        return None
-
-    def _check_unseen_call_updates(self, advanced: int, last_batches: int) -> None:
-        """Keras 3.5 on TensorFlow advances `optimizer.iterations` once more
-        than the batches such an unseen call ran (its update counter runs
-        ahead of the batch fetch that ends the call): said once, since
-        steps and rates follow the optimizer's count."""
-        if self._source.calls_per_update != 1 or self._source.steps_per_call != self._batches_per_call:
-            return  # Steps are not batches: nothing to compare.
-        batches = (self._calls_since_read - 1) * self._batches_per_call + last_batches
-        if advanced > batches:
-            self._warnings.more_updates_than_batches(advanced, batches)
+        return 0
 
     # Reads. ------------------------------------------------------------------
 

@@ -33,14 +33,11 @@ NEVER_MOVED_LOSS_SCALED = (
     "first steps: records start once updates apply. If it never moves, the "
     "loss (or its scale) gives non-finite gradients at every step."
 )
-MORE_UPDATES_THAN_BATCHES = (
-    "keras_stepcounter: the global step read from %s advanced %d over the "
-    "epoch's last %d batches. Keras before 3.7 on TensorFlow advances "
-    "optimizer.iterations once more than the batches an epoch's short last "
-    "steps_per_execution call runs: the steps and rates recorded follow the "
-    "optimizer's count, so they overstate this epoch's batches. Make the "
-    "batches of an epoch a multiple of steps_per_execution, or use Keras 3.7 "
-    "or newer."
+UNSEEN_CALL_UPDATES = (
+    "keras_stepcounter: %s advanced %d over the epoch's last %d batches: Keras "
+    "before 3.7 on TensorFlow counts an update more at an epoch's short last "
+    "steps_per_execution call, and steps and rates follow its count. Make an "
+    "epoch's batches a multiple of steps_per_execution, or use Keras 3.7+."
 )
 COUNT_FN_FAILED = (
     "keras_stepcounter: count_fn failed (%s); its batches are left out of "
@@ -93,8 +90,9 @@ class RunWarnings:
     def read_failed(self, error: Exception) -> None:
         tf_logger.warning(READ_FAILED, type(error).__name__, error)
 
-    def more_updates_than_batches(self, advanced: int, batches: int) -> None:
-        self._once("more_updates", MORE_UPDATES_THAN_BATCHES, self._source, advanced, batches)
+    def unseen_call_updates(self, advanced: int, batches: int) -> None:
+        if advanced > batches:  # The update counter ran ahead of the fetch.
+            self._once("unseen_call", UNSEEN_CALL_UPDATES, self._source, advanced, batches)
 
     def count_fn_failed(self, error: Exception) -> None:
         self._once("count_fn", COUNT_FN_FAILED, error)
