@@ -3,14 +3,18 @@ Keras 3/JAX and Keras 3/PyTorch: each flavour in a fresh process
 (`input_wait_checks.py`).
 
 Every input kind of the issue: NumPy arrays, tf.data (plain, and mapped
-with tf.py_function and tf.numpy_function sleeping 5 ms), a PyDataset
-sleeping 5 ms a batch (tf_keras: a Sequence) with one worker, and with two
-workers sleeping 10 ms each (a batch every 5 ms), and a Python generator sleeping 5 ms. The truths are `1 - c / s` (the
-step time on in-memory arrays over the step time with this input) and
-`sleep / s` (the known sleep's share of a step; input_wait_checks.py says
-where each is exact): a slow input's share must be at least half the lower
-(truth about 0.8: at least 0.4), an in-memory input's under 0.4 (twice
-0.2), where `1 - c / s` is noise.
+with tf.py_function and tf.numpy_function sleeping), a PyDataset sleeping
+a batch's time (tf_keras: a Sequence) with one worker, and with two
+workers sleeping twice as long each, and a Python generator sleeping. A
+batch every 20 ms: the input threads sleep beside the step, so the truth
+is `1 - c / s` and the step's own time `c` grows with the machine's load
+(at 5 ms a batch a loaded machine took the truth from 0.8 to 0.35, and the
+test's 2x margin with it; the benchmarks keep the issue's 5 ms). The
+truths are `1 - c / s` (the step time on in-memory arrays over the step
+time with this input) and `sleep / s` (the known sleep's share of a step;
+input_wait_checks.py says where each is exact): a slow input's share must
+be at least half the lower (truth about 0.9: at least 0.4), an in-memory
+input's under 0.4 (twice 0.2), where `1 - c / s` is noise.
 """
 
 import json
@@ -33,6 +37,7 @@ FLAVOURS = {
 }
 STEPS = 80
 WINDOW_CALLS = 30
+SLEEP = 0.02
 SLOW_INPUTS = ["tf.data+py_function", "tf.data+numpy_function", "PyDataset", "generator"]
 IN_MEMORY_INPUTS = ["numpy", "tf.data"]
 ALL_INPUTS = [*IN_MEMORY_INPUTS, *SLOW_INPUTS, "PyDataset(workers=2)"]
@@ -44,7 +49,8 @@ def flavour(request):
     env.pop("TF_USE_LEGACY_KERAS", None)
     env.update(FLAVOURS[request.param])
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--steps", str(STEPS), "--window-calls", str(WINDOW_CALLS)],
+        [sys.executable, str(SCRIPT), "--steps", str(STEPS), "--window-calls", str(WINDOW_CALLS),
+         "--sleep", str(SLEEP)],
         env=env, capture_output=True, text=True, timeout=280,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
@@ -72,21 +78,24 @@ def test_a_slow_inputs_share_is_within_twice_the_truth(flavour, input_kind):
     result = results[input_kind]
     truths = [t for t in (result["truth"], result["sleep_share"]) if t is not None]
     share = result["share"]
-    assert min(truths) > 0.5  # a batch every 5 ms on a ~1 ms step
     assert share <= 1.0
     # Two workers too, now that step times are means over the meter's own
     # span (their batches come in pairs: a median step was the short one).
     assert min(truths) / 2 <= share, (truths, share)
-    assert share >= 0.4  # "about 0.8", with a 2x margin
+    assert share >= 0.4  # about 0.9 (0.86-0.95 measured), with a 2x margin
 
 
 @pytest.mark.parametrize("input_kind", IN_MEMORY_INPUTS)
 def test_an_in_memory_inputs_share_is_small(flavour, input_kind):
-    """Under 0.4 (twice 0.2), or twice the truth where iterating is itself a
-    large part of a step: `tf.data` on JAX is read in Python, through
-    `as_numpy_iterator`, beside steps of about 70 µs."""
-    _, results = flavour
+    """Under 0.4 (twice 0.2), or where iterating is itself a large part of
+    a step, twice the truth: `tf.data` on JAX and PyTorch is read in
+    Python, each batch converted, beside steps well under a millisecond
+    (on PyTorch the share and the truth both read about 0.3, and the
+    measured truth is noisy: twice at least 0.3)."""
+    name, results = flavour
     truth, share = results[input_kind]["truth"], results[input_kind]["share"]
-    assert 0.0 <= share <= max(0.4, 2 * truth), (truth, share)
+    read_in_python = input_kind == "tf.data" and name in ("keras3-jax", "keras3-torch")
+    floor = 0.3 if read_in_python else 0.2
+    assert 0.0 <= share <= 2 * max(floor, truth), (truth, share)
     if input_kind == "numpy":
         assert share < 0.4
