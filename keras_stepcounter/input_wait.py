@@ -20,9 +20,10 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
 * Keras 3 on TensorFlow, and tf_keras: the wait is an op inside the
   compiled function, so the meter samples. It runs TensorFlow's profiler
   (`tf.profiler.experimental.start`/`stop`, into a temporary directory) for
-  a window of `window_calls` calls of `train_function` and reads the time
-  spent in `IteratorGetNextOp::DoCompute` from the XPlane protos the
-  profiler writes. The first window starts at call `FIRST_WINDOW_CALL` of
+  a window of `window_calls` calls of `train_function`, marks each call
+  with its own event (`CALL_EVENT`), and reads the time spent in
+  `IteratorGetNextOp::DoCompute` inside each call's event from the XPlane
+  protos the profiler writes (`place_waits`). The first window starts at call `FIRST_WINDOW_CALL` of
   each `fit` (after tracing); the next one once the fit has run long
   enough that the windows cost at most `cost_budget` of its time by the
   meter's own estimate (0.3% by default, which keeps the meter under
@@ -69,11 +70,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from keras_stepcounter.core.watchdog import fit_frame
 
 __all__ = [
+    "CALL_EVENT",
     "COST_BUDGET",
     "FIRST_WINDOW_CALL",
     "IN_WINDOW_SLOWDOWN",
@@ -81,7 +83,8 @@ __all__ = [
     "InputWaits",
     "WAIT_EVENT",
     "WINDOW_CALLS",
-    "read_waits",
+    "place_waits",
+    "read_events",
 ]
 
 Clock = Callable[[], float]
@@ -112,6 +115,10 @@ IN_WINDOW_SLOWDOWN = 0.7
 # The op whose `DoCompute` blocks until the next element is ready: the
 # input wait of one step, as TensorFlow's own input-pipeline analyzer reads it.
 WAIT_EVENT = "IteratorGetNextOp::DoCompute"
+# The event the meter puts around each `train_function` call of a window
+# (`tf.profiler.experimental.Trace`, about 1 µs): the call in the
+# profiler's own clock, where its waits are read (`place_waits`).
+CALL_EVENT = "keras_stepcounter.train_function"
 # The first Keras whose JAX trainer calls `next(iterator)` inside
 # `train_function` (3.5 and 3.6 fetch in the epoch loop, out of reach).
 _JAX_ITERATOR_KERAS = (3, 7)
@@ -290,62 +297,108 @@ def _xplane_pb2() -> Any:
     raise ImportError(f"no XPlane protos in this TensorFlow (looked for {', '.join(XPLANE_MODULES)})")
 
 
-def read_waits(profile_dir: str, started_ns: int = 0) -> Optional[List[Tuple[int, int]]]:
-    """The `IteratorGetNextOp::DoCompute` events of a profile, in wall-clock ns.
+NsSpan = Tuple[int, int]
+
+
+def read_events(profile_dir: str, names: Sequence[str]) -> Optional[Dict[str, List[NsSpan]]]:
+    """The events of a profile with the given names, in the profiler's ns.
 
     Args:
         profile_dir: the `logdir` given to `tf.profiler.experimental.start`.
-        started_ns: `time.time_ns()` just before that start: the base of
-            the event times where the profile holds times relative to its
-            start but not the start itself.
+        names: the event names to read (`WAIT_EVENT`, `CALL_EVENT`).
 
     Returns:
-        `(start_ns, end_ns)` of each event, sorted, in `time.time_ns()`'s
-        clock; None when the directory holds no profile.
+        For each name, `(start_ns, end_ns)` of its events, sorted; None when
+        the directory holds no profile. The times are the profiler's own
+        (absl's estimate of the wall clock, not what `time.time_ns()`
+        reads): compare them with each other, not with another clock.
 
     Example:
-        >>> read_waits("/nonexistent") is None
+        >>> read_events("/nonexistent", [WAIT_EVENT]) is None
         True
     """
     files = sorted(glob.glob(os.path.join(profile_dir, "plugins", "profile", "*", "*.xplane.pb")))
     if not files:
         return None
     xplane_pb2 = _xplane_pb2()
-    waits: List[Tuple[int, int]] = []
+    events: Dict[str, List[NsSpan]] = {name: [] for name in names}
     for path in files:
         space = xplane_pb2.XSpace()
         with open(path, "rb") as file:
             space.ParseFromString(file.read())
-        waits.extend(_space_waits(space, started_ns))
-    return sorted(waits)
+        _add_space_events(space, events)
+    return {name: sorted(spans) for name, spans in events.items()}
 
 
 _ABSOLUTE_NS = 10**17
 
 
-def _space_waits(space: Any, started_ns: int) -> List[Tuple[int, int]]:
+def _add_space_events(space: Any, events: Dict[str, List[NsSpan]]) -> None:
     # Line timestamps are relative to the session's start, which the
-    # "Task Environment" plane holds as `profile_start_time` (wall ns; the
-    # caller's own read before the start where a TensorFlow writes none).
-    start_ns = started_ns
+    # "Task Environment" plane holds as `profile_start_time` where the
+    # TensorFlow writes it (2.16 does not: the times stay relative to
+    # the start, one base for every line all the same).
+    start_ns = 0
     for plane in space.planes:
-        names = {key: meta.name for key, meta in plane.stat_metadata.items()}
+        stat_names = {key: meta.name for key, meta in plane.stat_metadata.items()}
         for stat in plane.stats:
-            if names.get(stat.metadata_id) == "profile_start_time":
+            if stat_names.get(stat.metadata_id) == "profile_start_time":
                 start_ns = int(stat.uint64_value)
-    waits = []
     for plane in space.planes:
-        ids = {key for key, meta in plane.event_metadata.items() if meta.name == WAIT_EVENT}
-        if not ids:
+        wanted = {key: events[meta.name] for key, meta in plane.event_metadata.items() if meta.name in events}
+        if not wanted:
             continue
         for line in plane.lines:
             # Older profilers wrote absolute times (epoch ns, above 1e17).
             base_ns = line.timestamp_ns if line.timestamp_ns > _ABSOLUTE_NS else start_ns + line.timestamp_ns
             for event in line.events:
-                if event.metadata_id in ids:
+                spans = wanted.get(event.metadata_id)
+                if spans is not None:
                     begin = base_ns + event.offset_ps // 1000
-                    waits.append((begin, begin + event.duration_ps // 1000))
-    return waits
+                    spans.append((begin, begin + event.duration_ps // 1000))
+
+
+def place_waits(calls_ns: Sequence[NsSpan], waits_ns: Sequence[NsSpan], call_spans: Sequence[Span]) -> List[Span]:
+    """The waits inside training calls, placed in the counter's clock.
+
+    Each call of a window is in the profile as a `CALL_EVENT`, in the same
+    clock as its waits. A wait inside call `i`'s event lies as far from
+    that call's start in the counter's clock (`call_spans[i]`), clipped to
+    the call. The profiler's clock is never mapped onto the counter's as
+    a whole, so no difference between the two (mapped through one
+    `time.time_ns()` read, CI once lost 13 of a window's 30 waits out of
+    their calls) can move a wait out of its call or into another. A wait
+    in no call's event (an evaluation reading its own iterator between
+    two training calls) is no training wait.
+
+    Args:
+        calls_ns: the window's `CALL_EVENT`s, in the profiler's ns, sorted.
+        waits_ns: its `WAIT_EVENT`s, likewise.
+        call_spans: the same calls, in the counter's clock, in order.
+
+    Raises:
+        ValueError: the profile does not hold each call once.
+
+    Example:
+        >>> place_waits([(1000, 5000)], [(2000, 3000)], [(10.0, 10.5)])
+        [(10.000001, 10.000002)]
+    """
+    if len(calls_ns) != len(call_spans):
+        raise ValueError(
+            f"the profile holds {len(calls_ns)} of the window's {len(call_spans)} train_function calls"
+        )
+    call_starts_ns = [start for start, _ in calls_ns]
+    placed = []
+    for wait_start_ns, wait_end_ns in waits_ns:
+        index = bisect.bisect_right(call_starts_ns, wait_start_ns) - 1
+        if index < 0 or wait_start_ns >= calls_ns[index][1]:
+            continue
+        began, ended = call_spans[index]
+        start = min(began + (wait_start_ns - call_starts_ns[index]) / 1e9, ended)
+        end = min(began + (wait_end_ns - call_starts_ns[index]) / 1e9, ended)
+        if end > start:
+            placed.append((start, end))
+    return placed
 
 
 class InputWaitMeter:
@@ -357,8 +410,9 @@ class InputWaitMeter:
 
     Args:
         clock: the counter's monotonic clock, in seconds (`time.perf_counter`).
-            On TensorFlow the profiler's wall-clock times are mapped onto it,
-            so it must tick with real time there.
+            On TensorFlow a wait is placed at its offset (in the
+            profiler's clock) from its call's start, so it must tick in
+            real seconds there.
         window_calls: `train_function` calls per profiler window
             (TensorFlow); default `WINDOW_CALLS`.
         first_window_call: the call of each fit (1-based) that opens the
@@ -544,14 +598,16 @@ class InputWaitMeter:
                 self.detach()
                 return original(*args, **kwargs)
             self._open_window()
-        clock = self.clock
+        window, clock = self._window, self.clock
         began = clock()
         try:
-            return original(*args, **kwargs)
+            if window is None:
+                return original(*args, **kwargs)
+            with window.trace(CALL_EVENT):
+                return original(*args, **kwargs)
         finally:
             ended = clock()
             call_secs = ended - began
-            window = self._window
             if window is not None:
                 window.calls += 1
                 self._window_call_secs += call_secs
@@ -582,8 +638,9 @@ class InputWaitMeter:
     def _close_window(self) -> None:
         window, self._window = self._window, None
         assert window is not None
+        call_spans, self._window_call_spans = self._window_call_spans, []
         try:
-            result = window.close()
+            result = window.close(call_spans)
         except Exception as error:  # The meter never fails a fit.
             self._stop_measuring(f"the profile could not be read ({error}); the input wait is not measured")
             return
@@ -592,7 +649,6 @@ class InputWaitMeter:
             return
         span, waits, own_cost = result
         cost = own_cost + self._slowdown_secs(window.calls, span)
-        call_spans, self._window_call_spans = self._window_call_spans, []
         self._window_call_secs = 0.0
         if not waits:
             # No IteratorGetNext in the step (a multi-device input...):
@@ -603,9 +659,7 @@ class InputWaitMeter:
             )
             return
         self._measured.add(*span)
-        # Only a training call's waits: an evaluation inside the window
-        # (validation at an epoch's end) reads its own iterator.
-        for wait in _intersect(waits, call_spans):
+        for wait in waits:
             self._waits.add(*wait)
         gap = 0.0 if self.cost_budget is None else cost / self.cost_budget
         self._next_window_at = self.clock() + gap
@@ -672,15 +726,13 @@ _RETRY_SECS = 10.0
 class _Window:
     """One profiler session into a temporary directory."""
 
-    def __init__(self, clock: Clock, directory: str, began: float, cost: float) -> None:
+    def __init__(self, clock: Clock, directory: str, began: float, cost: float, trace: Any) -> None:
         self.clock = clock
         self.directory = directory
         self.began = began  # clock, after the profiler started
         self.cost = cost  # seconds spent starting it
+        self.trace = trace  # tf.profiler.experimental.Trace: each call's event
         self.calls = 0
-        # The profiler's wall ns minus the clock's ns, read side by side.
-        self.wall_minus_clock_ns = time.time_ns() - int(clock() * 1e9)
-        self.started_ns = 0  # wall ns just before the profiler started
 
     @classmethod
     def open(cls, clock: Clock) -> Optional["_Window"]:
@@ -691,37 +743,32 @@ class _Window:
         options = tf.profiler.experimental.ProfilerOptions(
             host_tracer_level=_HOST_TRACER_LEVEL, python_tracer_level=0, device_tracer_level=0
         )
-        started_ns = time.time_ns()
         try:
             tf.profiler.experimental.start(directory, options=options)
         except tf.errors.AlreadyExistsError:  # The user's or TensorBoard's session.
             shutil.rmtree(directory, ignore_errors=True)
             return None
         began = clock()
-        window = cls(clock, directory, began, began - before)
-        window.started_ns = started_ns
-        return window
+        return cls(clock, directory, began, began - before, tf.profiler.experimental.Trace)
 
-    def close(self) -> Optional[Tuple[Span, List[Span], float]]:
-        """Stops the profiler and reads it: (measured span, waits, the
-        seconds spent starting, stopping and reading it)."""
+    def close(self, call_spans: Sequence[Span]) -> Optional[Tuple[Span, List[Span], float]]:
+        """Stops the profiler and reads it: (measured span, the waits of
+        the training calls `call_spans`, the seconds spent starting,
+        stopping and reading it). Raises ValueError when the profile
+        does not hold each call once (`place_waits`)."""
         import tensorflow as tf
 
         ended = self.clock()
         try:
             tf.profiler.experimental.stop()
-            wall_waits = read_waits(self.directory, self.started_ns)
+            events = read_events(self.directory, (CALL_EVENT, WAIT_EVENT))
         except tf.errors.UnavailableError:  # Someone stopped our session.
             return None
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
-        if wall_waits is None:
+        if events is None:
             return None
-        offset = self.wall_minus_clock_ns
-        waits = _intersect(
-            [((begin - offset) / 1e9, (end - offset) / 1e9) for begin, end in wall_waits],
-            [(self.began, ended)],
-        )
+        waits = place_waits(events[CALL_EVENT], events[WAIT_EVENT], call_spans)
         own_cost = self.cost + (self.clock() - ended)
         return (self.began, ended), waits, own_cost
 

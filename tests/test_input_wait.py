@@ -8,6 +8,7 @@ in subprocesses: test_input_wait_flavours.py.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -414,16 +415,16 @@ class FakeWindow:
         cls.opened.append(window)
         return window
 
-    def close(self) -> Any:
+    @staticmethod
+    def trace(name: str) -> Any:  # tf.profiler.experimental.Trace
+        assert name == input_wait.CALL_EVENT
+        return contextlib.nullcontext()
+
+    def close(self, call_spans: Any) -> Any:
         self.closed = True
-        end = self.clock()
-        per_call = (end - self.began) / self.calls
-        waits = [
-            (self.began + i * per_call, self.began + i * per_call + self.wait)
-            for i in range(self.calls)
-            if self.wait
-        ]
-        return (self.began, end), waits, self.cost
+        assert len(call_spans) == self.calls
+        waits = [(began, min(began + self.wait, ended)) for began, ended in call_spans if self.wait]
+        return (self.began, self.clock()), waits, self.cost
 
     def abandon(self) -> None:
         self.abandoned = True
@@ -647,8 +648,9 @@ def test_tensorflow_fit_that_raises_mid_window_leaves_no_session(keras, make_mod
     tf.profiler.experimental.stop(save=False)
 
 
-def test_xplane_protos_and_the_wait_event_are_where_the_meter_reads_them(tmp_path):
-    """Fails when TensorFlow moves its XPlane protos or renames the op event."""
+def test_xplane_protos_and_both_events_are_where_the_meter_reads_them(tmp_path):
+    """Fails when TensorFlow moves its XPlane protos, renames the op event,
+    or stops recording a `Trace` (the call's event) in the profile."""
     import tensorflow as tf
 
     assert hasattr(input_wait._xplane_pb2(), "XSpace")
@@ -660,18 +662,25 @@ def test_xplane_protos_and_the_wait_event_are_where_the_meter_reads_them(tmp_pat
         return iterator.get_next() + 1
 
     step(iterator)  # trace outside the profile
-    before = time.time_ns()
     tf.profiler.experimental.start(str(tmp_path))
+    call_spans = []
     for _ in range(7):
-        step(iterator)
+        began = time.perf_counter()
+        with tf.profiler.experimental.Trace(input_wait.CALL_EVENT):
+            step(iterator)
+        call_spans.append((began, time.perf_counter()))
+    step(iterator)  # a wait in no call's event
     tf.profiler.experimental.stop()
-    after = time.time_ns()
-    # `before` as the meter passes it: the base of the event times where a
-    # TensorFlow (2.16, the floor) writes no profile start time.
-    waits = input_wait.read_waits(str(tmp_path), started_ns=before)
-    assert waits is not None and len(waits) == 7
-    assert all(before <= begin <= end <= after for begin, end in waits)
-    assert input_wait.read_waits(str(tmp_path / "nothing")) is None
+    events = input_wait.read_events(str(tmp_path), (input_wait.CALL_EVENT, input_wait.WAIT_EVENT))
+    assert events is not None
+    calls, waits = events[input_wait.CALL_EVENT], events[input_wait.WAIT_EVENT]
+    assert len(calls) == 7 and len(waits) == 8
+    # Each call's wait inside its event, in the profiler's one clock.
+    assert all(start <= wait_start < wait_end <= end for (start, end), (wait_start, wait_end) in zip(calls, waits))
+    placed = input_wait.place_waits(calls, waits, call_spans)
+    assert len(placed) == 7
+    assert all(began <= start < end <= ended for (began, ended), (start, end) in zip(call_spans, placed))
+    assert input_wait.read_events(str(tmp_path / "nothing"), (input_wait.WAIT_EVENT,)) is None
 
 
 def test_tensorflow_counts_no_validation_wait_inside_a_window(keras, make_model, tiny_data):
@@ -705,16 +714,21 @@ def test_tensorflow_counts_no_validation_wait_inside_a_window(keras, make_model,
 
 
 def _space(line_ns: int, start_stat_ns: Optional[int]) -> Any:
-    """An XSpace with one wait event (2 µs at 5 µs into its line) and one
-    other event, as the profiler writes them."""
+    """An XSpace as the profiler writes one: a call event at 1 µs into the
+    Python thread's line (whose timestamp is 100 ns later than the
+    iterator's), a wait (2 µs at 5 µs into the iterator's line) and
+    another event there."""
     xplane_pb2 = input_wait._xplane_pb2()
     space = xplane_pb2.XSpace()
     host = space.planes.add(id=1, name="/host:CPU")
     host.event_metadata[1].id, host.event_metadata[1].name = 1, input_wait.WAIT_EVENT
     host.event_metadata[2].id, host.event_metadata[2].name = 2, "Iterator::Root"
+    host.event_metadata[3].id, host.event_metadata[3].name = 3, input_wait.CALL_EVENT
     line = host.lines.add(id=7, name="tf_data_iterator_get_next", timestamp_ns=line_ns)
     line.events.add(metadata_id=1, offset_ps=5_000_000, duration_ps=2_000_000)
     line.events.add(metadata_id=2, offset_ps=5_000_000, duration_ps=1_000_000)
+    python = host.lines.add(id=8, name="python3", timestamp_ns=line_ns + 100)
+    python.events.add(metadata_id=3, offset_ps=1_000_000, duration_ps=9_000_000)
     if start_stat_ns is not None:
         env = space.planes.add(id=2, name="Task Environment")
         env.stat_metadata[1].id, env.stat_metadata[1].name = 1, "profile_start_time"
@@ -723,16 +737,38 @@ def _space(line_ns: int, start_stat_ns: Optional[int]) -> Any:
 
 
 @pytest.mark.parametrize(
-    "line_ns, start_stat_ns, expected_start_ns",
+    "line_ns, start_stat_ns, expected_wait_ns",
     [
         (300, 1_700_000_000_000_000_000, 1_700_000_000_000_005_300),  # TF 2.21: relative + stat
         (1_700_000_000_000_000_300, None, 1_700_000_000_000_005_300),  # absolute times
-        (300, None, 1_600_000_000_000_005_300),  # relative, no stat: the caller's start
+        (300, None, 5_300),  # TF 2.16: relative, no stat: relative to the start
     ],
 )
-def test_profile_times_become_wall_clock_ns(line_ns, start_stat_ns, expected_start_ns):
-    waits = input_wait._space_waits(_space(line_ns, start_stat_ns), 1_600_000_000_000_000_000)
-    assert waits == [(expected_start_ns, expected_start_ns + 2_000)]
+def test_every_line_of_a_profile_is_read_in_one_base(line_ns, start_stat_ns, expected_wait_ns):
+    events = {input_wait.WAIT_EVENT: [], input_wait.CALL_EVENT: []}
+    input_wait._add_space_events(_space(line_ns, start_stat_ns), events)
+    assert events[input_wait.WAIT_EVENT] == [(expected_wait_ns, expected_wait_ns + 2_000)]
+    call_ns = expected_wait_ns - 5_000 + 100 + 1_000  # the other line, 100 ns later
+    assert events[input_wait.CALL_EVENT] == [(call_ns, call_ns + 9_000)]
+
+
+def test_a_wait_is_placed_at_its_offset_from_its_calls_start():
+    """The profiler's clock is never mapped onto the counter's as a whole:
+    here it runs 5 ms behind, and a call is placed by its own start."""
+    ms = 1_000_000
+    calls_ns = [(10 * ms, 11 * ms), (12 * ms, 13 * ms)]
+    call_spans = [(100.015, 100.016), (100.017, 100.018)]
+    waits_ns = [
+        (9 * ms, 9 * ms + 500),  # before the first call: no call's wait
+        (10 * ms + 200_000, 10 * ms + 300_000),  # the first call's
+        (11 * ms + 100_000, 11 * ms + 900_000),  # between the calls (an evaluation's)
+        (12 * ms + 900_000, 13 * ms + 500_000),  # past its call's end: clipped
+        (14 * ms, 15 * ms),  # after the last call
+    ]
+    placed = input_wait.place_waits(calls_ns, waits_ns, call_spans)
+    assert placed == [pytest.approx((100.0152, 100.0153)), pytest.approx((100.0179, 100.018))]
+    with pytest.raises(ValueError, match="the profile holds 1 of the window's 2 train_function calls"):
+        input_wait.place_waits(calls_ns[:1], waits_ns, call_spans)
 
 
 # -- a fit that raised leaves no wrapper behind ---------------------------------
