@@ -23,11 +23,12 @@ on JAX. `InputWaitMeter` wraps `model.train_function` for the length of one
   a window of `window_calls` calls of `train_function`, marks each call
   with its own event (`CALL_EVENT`), and reads the time spent in
   `IteratorGetNextOp::DoCompute` inside each call's event from the XPlane
-  protos the profiler writes (`place_waits`). The first window starts at call `FIRST_WINDOW_CALL` of
-  each `fit` (after tracing); the next one once the fit has run long
-  enough that the windows cost at most `cost_budget` of its time by the
-  meter's own estimate (0.3% by default, which keeps the meter under
-  1% of a long fit of millisecond steps, measured; see `InputWaitMeter`).
+  protos the profiler writes (`place_waits`). The first window starts at
+  call `FIRST_WINDOW_CALL` of each `fit` (after tracing); the next one
+  once the fit has run long enough that the windows cost at most
+  `cost_budget` of its time by the meter's own estimate (0.3% by default,
+  which keeps the meter under 1% of a long fit of millisecond steps,
+  measured; see `InputWaitMeter`).
   With 30 calls of 1 ms, a window's estimated cost is 10-40 ms: one every
   3-13 s.
   `cost_budget=None` turns sampling off: windows follow each other for
@@ -358,7 +359,9 @@ def _add_space_events(space: Any, events: Dict[str, List[NsSpan]]) -> None:
                     spans.append((begin, begin + event.duration_ps // 1000))
 
 
-def place_waits(calls_ns: Sequence[NsSpan], waits_ns: Sequence[NsSpan], call_spans: Sequence[Span]) -> List[Span]:
+def place_waits(
+    calls_ns: Sequence[NsSpan], waits_ns: Sequence[NsSpan], call_spans: Sequence[Span]
+) -> List[Span]:
     """The waits inside training calls, placed in the counter's clock.
 
     Each call of a window is in the profile as a `CALL_EVENT`, in the same

@@ -676,7 +676,8 @@ def test_xplane_protos_and_both_events_are_where_the_meter_reads_them(tmp_path):
     calls, waits = events[input_wait.CALL_EVENT], events[input_wait.WAIT_EVENT]
     assert len(calls) == 7 and len(waits) == 8
     # Each call's wait inside its event, in the profiler's one clock.
-    assert all(start <= wait_start < wait_end <= end for (start, end), (wait_start, wait_end) in zip(calls, waits))
+    for (start, end), (wait_start, wait_end) in zip(calls, waits):
+        assert start <= wait_start < wait_end <= end
     placed = input_wait.place_waits(calls, waits, call_spans)
     assert len(placed) == 7
     assert all(began <= start < end <= ended for (began, ended), (start, end) in zip(call_spans, placed))
