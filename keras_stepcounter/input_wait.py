@@ -470,9 +470,9 @@ class InputWaitMeter:
         self._calls = 0
         self._next_window_at: Optional[float] = None  # clock time; None: by call
         self._window: Optional[_Window] = None
-        # Call times, for the window's cost: inside the open window, and
-        # the latest calls outside windows.
-        self._window_call_secs = 0.0
+        # Call times: the open window's calls (its waits are placed from
+        # their starts; their length is its cost), and the latest calls
+        # outside windows.
         self._window_call_spans: List[Span] = []
         self._outside_call_secs: Deque[float] = collections.deque(maxlen=_USUAL_CALLS)
         # torch: the timer of the gaps between the callback's batch hooks.
@@ -525,7 +525,6 @@ class InputWaitMeter:
         self._wrapper = _TrainFunctionWrapper(original, call)
         model.train_function = self._wrapper
         self._calls, self._next_window_at = 0, None
-        self._window_call_secs = 0.0
         self._window_call_spans = []
         self._outside_call_secs.clear()
         if mode == "jax":
@@ -610,15 +609,12 @@ class InputWaitMeter:
                 return original(*args, **kwargs)
         finally:
             ended = clock()
-            call_secs = ended - began
             if window is not None:
-                window.calls += 1
-                self._window_call_secs += call_secs
                 self._window_call_spans.append((began, ended))
-                if window.calls >= self.window_calls:
+                if len(self._window_call_spans) >= self.window_calls:
                     self._close_window()
             elif self._calls > 1:  # The first call traces: not a step's time.
-                self._outside_call_secs.append(call_secs)
+                self._outside_call_secs.append(ended - began)
 
     # -- profiler windows (TensorFlow) ---------------------------------
 
@@ -651,13 +647,12 @@ class InputWaitMeter:
             self._stop_measuring("the profiler wrote no profile; the input wait is not measured")
             return
         span, waits, own_cost = result
-        cost = own_cost + self._slowdown_secs(window.calls, span)
-        self._window_call_secs = 0.0
+        cost = own_cost + self._slowdown_secs(call_spans, span)
         if not waits:
             # No IteratorGetNext in the step (a multi-device input...):
             # zero would be made up.
             self._stop_measuring(
-                f"no {WAIT_EVENT} in the profile of {window.calls} steps; "
+                f"no {WAIT_EVENT} in the profile of {len(call_spans)} steps; "
                 "the input wait is not measured for this input"
             )
             return
@@ -667,14 +662,15 @@ class InputWaitMeter:
         gap = 0.0 if self.cost_budget is None else cost / self.cost_budget
         self._next_window_at = self.clock() + gap
 
-    def _slowdown_secs(self, calls: int, span: Span) -> float:
+    def _slowdown_secs(self, call_spans: Sequence[Span], span: Span) -> float:
         """What the profiler added to a window's calls: their time beyond
         the median of the latest calls outside windows (a median: a slow
         call, such as the first after a window, would inflate a mean)."""
         if not self._outside_call_secs:
             return IN_WINDOW_SLOWDOWN * (span[1] - span[0])
         usual = statistics.median(self._outside_call_secs)
-        return max(0.0, self._window_call_secs - calls * usual)
+        call_secs = sum(ended - began for began, ended in call_spans)
+        return max(0.0, call_secs - len(call_spans) * usual)
 
     # -- helpers --------------------------------------------------------
 
@@ -735,7 +731,6 @@ class _Window:
         self.began = began  # clock, after the profiler started
         self.cost = cost  # seconds spent starting it
         self.trace = trace  # tf.profiler.experimental.Trace: each call's event
-        self.calls = 0
 
     @classmethod
     def open(cls, clock: Clock) -> Optional["_Window"]:
